@@ -1,0 +1,141 @@
+"""PyTorch backend: eager, SDPA, torch.compile, bf16/fp16, int8 (torchao), packed variants."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any
+
+import numpy as np
+import torch
+
+from crossenc.backends import LoadRequest
+from crossenc.hardware import has_cpu_bf16, physical_cores
+from crossenc.optional import require
+from crossenc.predictor import PredictorInfo, TokenBatch
+
+COMPILE_BUCKET_STEP = 16  # torch.compile pads lengths to multiples of this: few shapes, no recompile storms
+_threads_lock = threading.Lock()
+
+
+def set_default_threads() -> None:
+    """Use one intra-op thread per physical core unless the user already chose."""
+    with _threads_lock:
+        cores = physical_cores()
+        if torch.get_num_threads() != cores:
+            torch.set_num_threads(cores)
+
+
+class TorchPredictor:
+    """Runs a Hugging Face sequence-classification module on padded token batches."""
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        info: PredictorInfo,
+        autocast_dtype: torch.dtype | None = None,
+    ) -> None:
+        self.module = module
+        self.info = info
+        self.device = torch.device(info.device)
+        self.autocast_dtype = autocast_dtype
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    def _inputs(self, batch: TokenBatch) -> dict[str, torch.Tensor]:
+        inputs = {"input_ids": torch.from_numpy(batch.input_ids).to(self.device, non_blocking=True)}
+        # A batch with no padding needs no mask; SDPA then takes its unmasked kernel.
+        if int(batch.lengths.min()) < batch.padded_length or self.info.bucket_lengths:
+            inputs["attention_mask"] = torch.from_numpy(batch.attention_mask).to(self.device, non_blocking=True)
+        if batch.token_type_ids is not None:
+            inputs["token_type_ids"] = torch.from_numpy(batch.token_type_ids).to(self.device, non_blocking=True)
+        return inputs
+
+    @torch.inference_mode()
+    def predict_logits(self, batch: TokenBatch) -> np.ndarray:
+        with self._autocast():
+            output = self.module(**self._inputs(batch))
+        logits = output["logits"] if isinstance(output, dict) else output.logits
+        return logits.float().cpu().numpy()
+
+
+def _compile_buckets(max_length: int) -> tuple[int, ...]:
+    buckets = list(range(COMPILE_BUCKET_STEP, max_length, COMPILE_BUCKET_STEP))
+    return tuple(buckets + [max_length])
+
+
+def _warm_up(predictor: TorchPredictor, bucket_lengths: tuple[int, ...]) -> None:
+    """Compile once for batch 1 and batch > 1 so later batches replay, never recompile."""
+    vocab_safe_id = 1
+    for rows in (2, 1):
+        length = bucket_lengths[0]
+        ids = np.full((rows, length), vocab_safe_id, dtype=np.int64)
+        mask = np.ones_like(ids)
+        lengths = np.full(rows, length, dtype=np.int64)
+        predictor.predict_logits(TokenBatch(ids, mask, np.zeros_like(ids), lengths))
+
+
+def _resolve_device(device: str) -> str:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available in this torch build")
+    return device
+
+
+def load(request: LoadRequest) -> TorchPredictor:
+    """Build the torch predictor for ``request.variant``."""
+    variant = request.variant or "sdpa"
+    device = _resolve_device(request.device)
+    on_cuda = device.startswith("cuda")
+    if variant.startswith("packed"):
+        from crossenc.kernels.packed_predictor import load_packed
+
+        return load_packed(request)
+    if device == "cpu":
+        set_default_threads()
+    if variant == "fp16" and not on_cuda:
+        raise ValueError("variant 'fp16' needs a CUDA device; on CPU use 'bf16' (AVX512_BF16/AMX) or 'int8'")
+    if variant == "bf16" and not on_cuda and not has_cpu_bf16():
+        raise ValueError("variant 'bf16' on CPU needs AVX512_BF16 or AMX; this CPU has neither")
+    if variant == "int8" and on_cuda:
+        raise ValueError("variant 'int8' is CPU-only; on CUDA use 'fp16' or the TensorRT backend")
+
+    attn = "eager" if variant == "eager" else "sdpa"
+    model_kwargs: dict[str, Any] = {"attn_implementation": request.source.model_kwargs.get("attn_implementation", attn)}
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(variant) if on_cuda else None
+    if dtype is not None:
+        model_kwargs["dtype"] = dtype
+    model = request.source.load_torch_model(request.config, **model_kwargs).to(device).eval()
+    autocast_dtype = torch.bfloat16 if variant == "bf16" and not on_cuda else None
+    precision = {"fp16": "fp16", "bf16": "bf16", "int8": "int8"}.get(variant, "fp32")
+    bucket_lengths: tuple[int, ...] | None = None
+    details: dict[str, Any] = {"attn_implementation": model_kwargs["attn_implementation"], "torch": torch.__version__}
+    if device == "cpu":
+        details["threads"] = torch.get_num_threads()
+    module: torch.nn.Module = model
+    if variant == "int8":
+        torchao_quantization = require("torchao.quantization", "int8", "the torch int8 variant")
+        torchao_quantization.quantize_(model, torchao_quantization.Int8DynamicActivationInt8WeightConfig())
+        details["quantization"] = "torchao Int8DynamicActivationInt8Weight (per-token activations, per-channel weights)"
+    if variant in ("compile", "int8"):
+        module = torch.compile(model, dynamic=True)
+        bucket_lengths = _compile_buckets(request.max_length)
+        details["compile"] = "inductor, dynamic batch and length, lengths bucketed by %d" % COMPILE_BUCKET_STEP
+    info = PredictorInfo(
+        backend="torch",
+        variant=variant,
+        device=device,
+        precision=precision,
+        max_length=request.max_length,
+        num_labels=int(request.config.num_labels),
+        is_padded=True,
+        bucket_lengths=bucket_lengths,
+        thread_safe=variant not in ("compile", "int8"),
+        details=details,
+    )
+    predictor = TorchPredictor(module, info, autocast_dtype=autocast_dtype)
+    if bucket_lengths:
+        _warm_up(predictor, bucket_lengths)
+    return predictor

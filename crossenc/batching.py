@@ -1,0 +1,163 @@
+"""Tokenize pairs once, sort by token length, cut token-budget batches, scatter back.
+
+Every backend sees the same token ids, truncation and padding: this module is the only
+place that decides them. Batches are padded to their own longest member (or to the next
+declared bucket for fixed-shape backends), so sorting keeps padding near zero.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from crossenc.predictor import PredictorInfo, TokenBatch
+
+ENCODE_CHUNK_PAIRS = 2048  # tokenize this many pairs per tokenizer call (bounds Python-list memory)
+DEFAULT_MAX_TOKENS = 16384  # padded tokens per batch: 32 x 512, the largest batch_size=32 can need
+
+
+@dataclass(frozen=True)
+class EncodedPairs:
+    """Token ids of N pairs, concatenated: pair i is ``ids[offsets[i]:offsets[i + 1]]``."""
+
+    ids: np.ndarray  # int32 [total_tokens]
+    type_ids: np.ndarray | None  # int8 [total_tokens] or None
+    offsets: np.ndarray  # int64 [N + 1]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+
+@dataclass
+class PaddingStats:
+    """Real vs padded tokens over one or more batches."""
+
+    real_tokens: int = 0
+    padded_tokens: int = 0
+    batches: int = 0
+
+    def add(self, batch: TokenBatch) -> None:
+        self.real_tokens += batch.real_tokens
+        self.padded_tokens += batch.padded_tokens
+        self.batches += 1
+
+    @property
+    def efficiency(self) -> float:
+        """Real tokens / padded tokens (1.0 = no padding computed)."""
+        return self.real_tokens / self.padded_tokens if self.padded_tokens else 1.0
+
+
+def encode_pairs(
+    tokenizer, pairs: Sequence[tuple[str, str]], max_length: int, use_token_type_ids: bool
+) -> EncodedPairs:
+    """Tokenize (query, document) pairs with ``truncation="longest_first"`` and no padding."""
+    id_chunks: list[np.ndarray] = []
+    type_chunks: list[np.ndarray] = []
+    lengths = np.zeros(len(pairs), dtype=np.int64)
+    for start in range(0, len(pairs), ENCODE_CHUNK_PAIRS):
+        chunk = pairs[start : start + ENCODE_CHUNK_PAIRS]
+        encoded = tokenizer(
+            [pair[0] for pair in chunk],
+            [pair[1] for pair in chunk],
+            truncation="longest_first",
+            max_length=max_length,
+            padding=False,
+            return_attention_mask=False,
+            return_token_type_ids=use_token_type_ids,
+        )
+        chunk_ids = encoded["input_ids"]
+        lengths[start : start + len(chunk)] = [len(row) for row in chunk_ids]
+        id_chunks.append(np.fromiter((t for row in chunk_ids for t in row), dtype=np.int32))
+        if use_token_type_ids:
+            rows = encoded["token_type_ids"]
+            type_chunks.append(np.fromiter((t for row in rows for t in row), dtype=np.int8))
+    offsets = np.zeros(len(pairs) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    ids = np.concatenate(id_chunks) if id_chunks else np.zeros(0, np.int32)
+    type_ids = (np.concatenate(type_chunks) if type_chunks else np.zeros(0, np.int8)) if use_token_type_ids else None
+    return EncodedPairs(ids=ids, type_ids=type_ids, offsets=offsets)
+
+
+def round_up_to_bucket(length: int, bucket_lengths: Sequence[int] | None) -> int:
+    """Smallest declared bucket >= length (the length itself when there are no buckets)."""
+    if not bucket_lengths:
+        return length
+    position = bisect.bisect_left(bucket_lengths, length)
+    if position == len(bucket_lengths):
+        raise ValueError(f"sequence of {length} tokens exceeds the largest bucket {bucket_lengths[-1]}")
+    return int(bucket_lengths[position])
+
+
+def plan_batches(
+    lengths: np.ndarray,
+    *,
+    batch_size: int,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    is_padded: bool = True,
+    bucket_lengths: Sequence[int] | None = None,
+) -> list[np.ndarray]:
+    """Group pair indices into batches, longest first.
+
+    A batch holds at most ``batch_size`` pairs and costs at most ``max_tokens`` tokens:
+    ``rows * padded_length`` for padded backends, ``sum(lengths)`` for packed ones. A single
+    pair longer than the budget still gets a batch of its own.
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    if max_tokens <= 0:
+        raise ValueError(f"max_tokens must be a positive integer, got {max_tokens}")
+    order = np.argsort(-lengths, kind="stable")
+    batches: list[np.ndarray] = []
+    start = 0
+    while start < len(order):
+        longest = round_up_to_bucket(int(lengths[order[start]]), bucket_lengths)
+        if is_padded:
+            rows = max(1, min(batch_size, max_tokens // max(longest, 1)))
+        else:
+            cumulative = np.cumsum(lengths[order[start : start + batch_size]])
+            rows = max(1, int(np.searchsorted(cumulative, max_tokens, side="right")))
+        batches.append(order[start : start + rows])
+        start += rows
+    return batches
+
+
+def collate(
+    encoded: EncodedPairs, indices: np.ndarray, pad_token_id: int, bucket_lengths: Sequence[int] | None = None
+) -> TokenBatch:
+    """Build the padded arrays for the pairs at ``indices``."""
+    lengths = encoded.lengths[indices]
+    padded_length = round_up_to_bucket(int(lengths.max()), bucket_lengths)
+    rows = len(indices)
+    input_ids = np.full((rows, padded_length), pad_token_id, dtype=np.int64)
+    attention_mask = np.zeros((rows, padded_length), dtype=np.int64)
+    token_type_ids = np.zeros((rows, padded_length), dtype=np.int64) if encoded.type_ids is not None else None
+    for row, (pair_index, length) in enumerate(zip(indices, lengths)):
+        begin = encoded.offsets[pair_index]
+        input_ids[row, :length] = encoded.ids[begin : begin + length]
+        attention_mask[row, :length] = 1
+        if token_type_ids is not None:
+            token_type_ids[row, :length] = encoded.type_ids[begin : begin + length]
+    return TokenBatch(input_ids, attention_mask, token_type_ids, lengths.astype(np.int64))
+
+
+def iter_batches(
+    encoded: EncodedPairs, info: PredictorInfo, *, batch_size: int, max_tokens: int, pad_token_id: int
+) -> Iterator[tuple[np.ndarray, TokenBatch]]:
+    """Yield ``(indices, batch)`` in execution order for a backend described by ``info``."""
+    effective_batch_size = min(batch_size, info.max_batch_size) if info.max_batch_size else batch_size
+    plans = plan_batches(
+        encoded.lengths,
+        batch_size=effective_batch_size,
+        max_tokens=max_tokens,
+        is_padded=info.is_padded,
+        bucket_lengths=info.bucket_lengths,
+    )
+    for indices in plans:
+        yield indices, collate(encoded, indices, pad_token_id, info.bucket_lengths)

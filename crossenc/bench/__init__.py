@@ -1,0 +1,1 @@
+"""Benchmark harness: workloads, measurements, results, autotune, regression check."""

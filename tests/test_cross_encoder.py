@@ -1,0 +1,154 @@
+"""CrossEncoder.predict / rank semantics, checked against a plain Hugging Face forward."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from crossenc import CrossEncoder
+
+
+def hf_reference_logits(model_dir, pairs, max_length=128) -> np.ndarray:
+    """Unsorted, one-pair-at-a-time Hugging Face forward in fp32 (eager attention)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, attn_implementation="eager").eval()
+    rows = []
+    with torch.inference_mode():
+        for query, document in pairs:
+            enc = tokenizer([query], [document], truncation="longest_first", max_length=max_length, return_tensors="pt")
+            rows.append(model(**enc).logits[0].numpy())
+    return np.stack(rows)
+
+
+def test_bucketed_scores_equal_plain_forward(tiny_encoder, tiny_model, pairs):
+    reference = torch.sigmoid(torch.from_numpy(hf_reference_logits(tiny_model, pairs))).numpy()[:, 0]
+    scores = tiny_encoder.predict(pairs, batch_size=7)
+    assert scores.dtype == np.float32 and scores.shape == (len(pairs),)
+    np.testing.assert_allclose(scores, reference, atol=1e-5, rtol=0)
+    assert np.ptp(scores) > 1e-3, "fixture model gives constant scores: the comparison would be vacuous"
+
+
+def test_single_pair_gives_scalar(tiny_encoder, pairs):
+    single = tiny_encoder.predict(pairs[0])
+    assert np.ndim(single) == 0
+    assert single == pytest.approx(float(tiny_encoder.predict(pairs[:3])[0]), abs=1e-6)
+    assert np.ndim(tiny_encoder.predict(list(pairs[0]))) == 0
+
+
+def test_empty_list_gives_empty_float32(tiny_encoder):
+    empty = tiny_encoder.predict([])
+    assert isinstance(empty, np.ndarray) and empty.shape == (0,) and empty.dtype == np.float32
+
+
+def test_output_conversions(tiny_encoder, pairs):
+    as_numpy = tiny_encoder.predict(pairs[:5])
+    as_tensor = tiny_encoder.predict(pairs[:5], convert_to_tensor=True)
+    as_list = tiny_encoder.predict(pairs[:5], convert_to_numpy=False)
+    assert isinstance(as_tensor, torch.Tensor) and as_tensor.dtype == torch.float32
+    assert isinstance(as_list, list) and all(isinstance(item, torch.Tensor) for item in as_list)
+    np.testing.assert_allclose(as_tensor.numpy(), as_numpy)
+    np.testing.assert_allclose(torch.stack(as_list).numpy(), as_numpy)
+
+
+def test_activation_rules(tiny_encoder, pairs):
+    logits = tiny_encoder.predict(pairs[:8], activation_fn=torch.nn.Identity())
+    sigmoid = tiny_encoder.predict(pairs[:8])
+    np.testing.assert_allclose(sigmoid, 1 / (1 + np.exp(-logits)), atol=1e-6)
+    assert isinstance(tiny_encoder.activation_fn, torch.nn.Sigmoid)
+
+
+def test_multilabel_identity_and_softmax(tiny_model_3labels, pairs):
+    encoder = CrossEncoder(str(tiny_model_3labels), device="cpu")
+    assert isinstance(encoder.activation_fn, torch.nn.Identity)
+    raw = encoder.predict(pairs[:6])
+    assert raw.shape == (6, 3)
+    soft = encoder.predict(pairs[:6], apply_softmax=True)
+    np.testing.assert_allclose(soft.sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(soft, torch.softmax(torch.from_numpy(raw), 1).numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="num_labels=1"):
+        encoder.rank("q", ["a", "b"])
+
+
+def test_saved_activation_and_explicit_override(tmp_path, tiny_encoder, pairs):
+    tanh_encoder = CrossEncoder(str(tiny_encoder.model_dir), activation_fn=torch.nn.Tanh())
+    saved = tanh_encoder.save_pretrained(tmp_path / "saved")
+    reloaded = CrossEncoder(str(saved))
+    assert isinstance(reloaded.activation_fn, torch.nn.Tanh)
+    np.testing.assert_allclose(reloaded.predict(pairs[:5]), tanh_encoder.predict(pairs[:5]), atol=1e-6)
+    explicit = CrossEncoder(str(saved), activation_fn=torch.nn.Identity())
+    assert isinstance(explicit.activation_fn, torch.nn.Identity)
+
+
+def test_untrusted_custom_activation_falls_back(tmp_path, tiny_encoder):
+    import json
+
+    saved = tiny_encoder.save_pretrained(tmp_path / "custom")
+    config = json.loads((saved / "config.json").read_text())
+    config["sentence_transformers"] = {"activation_fn": "os.system"}
+    (saved / "config.json").write_text(json.dumps(config))
+    assert isinstance(CrossEncoder(str(saved)).activation_fn, torch.nn.Sigmoid)
+
+
+def test_rank_sorted_stable_and_top_k(tiny_encoder):
+    documents = ["audio driver", "web server", "audio driver", "font theme", "python module"]
+    ranked = tiny_encoder.rank("audio", documents, return_documents=True)
+    scores = [entry["score"] for entry in ranked]
+    assert scores == sorted(scores, reverse=True)
+    assert all(isinstance(entry["score"], float) for entry in ranked)
+    assert {entry["corpus_id"] for entry in ranked} == set(range(len(documents)))
+    assert all(entry["text"] == documents[entry["corpus_id"]] for entry in ranked)
+    duplicate_positions = [entry["corpus_id"] for entry in ranked if entry["text"] == "audio driver"]
+    assert duplicate_positions == [0, 2], "equal scores must keep input order"
+    top = tiny_encoder.rank("audio", documents, top_k=2)
+    assert [entry["corpus_id"] for entry in top] == [entry["corpus_id"] for entry in ranked[:2]]
+    assert "text" not in top[0]
+    assert tiny_encoder.rank("audio", documents, top_k=0) == []
+    assert tiny_encoder.rank("audio", []) == []
+
+
+def test_max_length_default_and_truncation(tiny_model, pairs):
+    encoder = CrossEncoder(str(tiny_model), max_length=16)
+    assert encoder.max_length == 16
+    long_pair = ("the package", " ".join(["network"] * 500))
+    reference = hf_reference_logits(tiny_model, [long_pair], max_length=16)
+    np.testing.assert_allclose(
+        encoder.predict(long_pair, activation_fn=torch.nn.Identity()), reference[0, 0], atol=1e-5
+    )
+    assert CrossEncoder(str(tiny_model)).max_length == 128
+
+
+def test_padding_efficiency_reported(tiny_encoder, pairs):
+    tiny_encoder.predict(pairs, batch_size=8)
+    stats = tiny_encoder.last_padding
+    assert stats.batches == 7 and 0.5 < stats.efficiency <= 1.0
+    assert stats.real_tokens > 0
+
+
+def test_info_and_repr(tiny_encoder):
+    info = tiny_encoder.info()
+    assert info["backend"] == "torch" and info["variant"] == "sdpa" and info["precision"] == "fp32"
+    assert info["num_labels"] == 1 and info["max_length"] == 128
+    assert "sdpa" in repr(tiny_encoder)
+
+
+def test_progress_bar(tiny_encoder, pairs, capsys):
+    tiny_encoder.predict(pairs[:10], show_progress_bar=True)
+    assert "Scoring" in capsys.readouterr().err
+
+
+def test_pickle_weights_refused_unless_allowed(tmp_path, tiny_model):
+    import shutil
+
+    from transformers import AutoModelForSequenceClassification
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_model, folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    (folder / "model.safetensors").unlink()
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    with pytest.raises(ValueError, match="pickle"):
+        CrossEncoder(str(folder))
+    assert CrossEncoder(str(folder), allow_pickle=True).predict(("a", "b")) > 0
