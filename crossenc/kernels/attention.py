@@ -1,0 +1,218 @@
+"""Variable-length (packed) self-attention: a pure-torch reference and the fast paths beside it.
+
+Every implementation takes ``q, k, v`` of shape ``[total_tokens, heads, head_dim]`` and a
+:class:`VarlenBatch` (``cu_seqlens`` + ``max_seqlen``), and returns ``[total_tokens, heads,
+head_dim]``; token ``t`` of sequence ``i`` attends only to the tokens of sequence ``i``.
+:func:`select_attention` picks one at load time for the device, dtype and head size.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class VarlenBatch:
+    """Sequence boundaries of one packed batch, plus per-batch index tensors built on first use.
+
+    ``lengths`` (host) is None inside a CUDA graph, where only ``cu_seqlens`` may be read.
+    """
+
+    cu_seqlens: torch.Tensor  # int32 [batch + 1], on the compute device
+    max_seqlen: int
+    lengths: np.ndarray | None = None  # int64 [batch] on the host
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def cached(self, key: str, build: Callable[[], Any]) -> Any:
+        """``build()`` once per batch: shared by all layers of one forward."""
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
+    def host_lengths(self) -> np.ndarray:
+        if self.lengths is None:
+            self.lengths = np.diff(self.cu_seqlens.cpu().numpy()).astype(np.int64)
+        return self.lengths
+
+
+AttentionFunction = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, VarlenBatch, float], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class AttentionChoice:
+    """The attention picked at load time; ``graph_safe``: reads only device tensors (CUDA-graph capturable)."""
+
+    name: str
+    function: AttentionFunction
+    graph_safe: bool
+
+
+# ----------------------------------------------------------------------------- pure torch
+def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, varlen: VarlenBatch, scale: float):
+    """Explicit softmax(q k^T * scale) v per sequence, in fp32. Slow; the ground truth for tests."""
+    out = torch.empty_like(q)
+    bounds = varlen.cu_seqlens.tolist()
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        qs, ks, vs = (x[start:end].transpose(0, 1).float() for x in (q, k, v))  # [heads, length, dim]
+        probs = torch.softmax(qs @ ks.transpose(1, 2) * scale, dim=-1)
+        out[start:end] = (probs @ vs).transpose(0, 1).to(q.dtype)
+    return out
+
+
+def attention_per_sequence_sdpa(q, k, v, varlen: VarlenBatch, scale: float) -> torch.Tensor:
+    """One SDPA call per sequence (no padding, one kernel launch per sequence)."""
+    out = torch.empty_like(q)
+    bounds = varlen.cu_seqlens.tolist()
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        qs, ks, vs = (x[start:end].transpose(0, 1).unsqueeze(0) for x in (q, k, v))
+        out[start:end] = F.scaled_dot_product_attention(qs, ks, vs, scale=scale)[0].transpose(0, 1)
+    return out
+
+
+def _length_groups(varlen: VarlenBatch) -> list[torch.Tensor]:
+    """Token index matrices ``[sequences, length]``, one per distinct sequence length."""
+    lengths = varlen.host_lengths()
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    device = varlen.cu_seqlens.device
+    groups = []
+    for length in np.unique(lengths):
+        chosen = starts[lengths == length]
+        index = chosen[:, None] + np.arange(length)[None, :]
+        groups.append(torch.from_numpy(index).to(device))
+    return groups
+
+
+def attention_length_groups_sdpa(q, k, v, varlen: VarlenBatch, scale: float) -> torch.Tensor:
+    """Batch the sequences of equal length together: one SDPA call per distinct length."""
+    out = torch.empty_like(q)
+    for index in varlen.cached("length_groups", lambda: _length_groups(varlen)):
+        qs, ks, vs = (x[index].transpose(1, 2) for x in (q, k, v))  # [n, heads, length, dim]
+        out[index] = F.scaled_dot_product_attention(qs, ks, vs, scale=scale).transpose(1, 2)
+    return out
+
+
+def _padded_layout(varlen: VarlenBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat index of each packed token in a ``[batch * max_seqlen]`` grid, and the key mask."""
+    lengths = varlen.host_lengths()
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    device = varlen.cu_seqlens.device
+    flat_index = torch.from_numpy(rows * varlen.max_seqlen + within).to(device)
+    key_mask = torch.from_numpy(np.arange(varlen.max_seqlen)[None, :] < lengths[:, None]).to(device)
+    return flat_index, key_mask[:, None, None, :]
+
+
+def attention_padded_sdpa(q, k, v, varlen: VarlenBatch, scale: float) -> torch.Tensor:
+    """Scatter into a padded grid for one masked SDPA call, gather back (projections stay packed)."""
+    flat_index, key_mask = varlen.cached("padded_layout", lambda: _padded_layout(varlen))
+    batch, heads, head_dim = len(varlen.host_lengths()), q.shape[1], q.shape[2]
+
+    def to_grid(x: torch.Tensor) -> torch.Tensor:
+        grid = x.new_zeros(batch * varlen.max_seqlen, heads, head_dim)
+        grid[flat_index] = x
+        return grid.view(batch, varlen.max_seqlen, heads, head_dim).transpose(1, 2)
+
+    context = F.scaled_dot_product_attention(to_grid(q), to_grid(k), to_grid(v), attn_mask=key_mask, scale=scale)
+    return context.transpose(1, 2).reshape(batch * varlen.max_seqlen, heads, head_dim)[flat_index]
+
+
+def attention_nested_sdpa(q, k, v, varlen: VarlenBatch, scale: float) -> torch.Tensor:
+    """SDPA over nested (jagged) tensors: torch dispatches to its varlen flash/efficient kernels on CUDA."""
+    offsets = varlen.cached("offsets_int64", lambda: varlen.cu_seqlens.long())
+
+    def nest(x: torch.Tensor) -> torch.Tensor:
+        jagged = torch.nested.nested_tensor_from_jagged(x.contiguous(), offsets, max_seqlen=varlen.max_seqlen)
+        return jagged.transpose(1, 2)
+
+    context = F.scaled_dot_product_attention(nest(q), nest(k), nest(v), scale=scale)
+    return context.transpose(1, 2).values()
+
+
+# ----------------------------------------------------------------------------- external kernels
+def attention_flash_attn(q, k, v, varlen: VarlenBatch, scale: float) -> torch.Tensor:
+    """flash-attn's ``flash_attn_varlen_func`` (fp16/bf16, CUDA)."""
+    from flash_attn import flash_attn_varlen_func
+
+    cu = varlen.cu_seqlens
+    return flash_attn_varlen_func(q, k, v, cu, cu, varlen.max_seqlen, varlen.max_seqlen, softmax_scale=scale)
+
+
+def attention_torch_varlen(q, k, v, varlen: VarlenBatch, scale: float) -> torch.Tensor:
+    """``torch.nn.attention.varlen.varlen_attn``: torch's bundled varlen flash kernel (fp16/bf16, CUDA sm80+)."""
+    from torch.nn.attention.varlen import varlen_attn
+
+    cu = varlen.cu_seqlens
+    return varlen_attn(q, k, v, cu, cu, varlen.max_seqlen, varlen.max_seqlen, scale=scale)
+
+
+def attention_triton(q, k, v, varlen: VarlenBatch, scale: float) -> torch.Tensor:
+    """crossenc's Triton varlen kernel (head size 32 or 64)."""
+    from crossenc.kernels.triton_attention import varlen_attention
+
+    return varlen_attention(q, k, v, varlen.cu_seqlens, varlen.max_seqlen, scale)
+
+
+ATTENTION: dict[str, AttentionChoice] = {
+    choice.name: choice
+    for choice in (
+        AttentionChoice("reference", attention_reference, graph_safe=False),
+        AttentionChoice("sdpa-per-sequence", attention_per_sequence_sdpa, graph_safe=False),
+        AttentionChoice("sdpa-length-groups", attention_length_groups_sdpa, graph_safe=False),
+        AttentionChoice("sdpa-padded", attention_padded_sdpa, graph_safe=False),
+        AttentionChoice("sdpa-nested-jagged", attention_nested_sdpa, graph_safe=False),
+        AttentionChoice("flash-attn-varlen", attention_flash_attn, graph_safe=True),
+        AttentionChoice("torch-varlen", attention_torch_varlen, graph_safe=True),
+        AttentionChoice("triton-varlen", attention_triton, graph_safe=True),
+    )
+}
+CPU_DEFAULT = "sdpa-padded"  # measured fastest on CPU (see select_attention)
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def _has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _torch_varlen_usable(device: torch.device) -> bool:
+    if not _has_module("torch.nn.attention.varlen"):
+        return False
+    major, _ = torch.cuda.get_device_capability(device)
+    return major >= 8  # its flash kernel needs Ampere or newer
+
+
+def select_attention(
+    device: torch.device, dtype: torch.dtype, head_dim: int, use_triton: bool = False, requested: str | None = None
+) -> AttentionChoice:
+    """The attention for this device/dtype/head size, or ``requested`` by name (ValueError if unknown).
+
+    CUDA: Triton kernel when asked for and supported, else flash-attn, else torch's varlen flash
+    (half precision), else nested-tensor SDPA. CPU: one padded SDPA call over the packed
+    projections; on small shapes it beat per-sequence and per-length-group SDPA (Python/launch
+    overhead per call) and nested tensors (math fallback on CPU).
+    """
+    if requested is not None:
+        if requested not in ATTENTION:
+            raise ValueError(f"unknown attention {requested!r}; choose one of {sorted(ATTENTION)}")
+        return ATTENTION[requested]
+    if device.type != "cuda":
+        return ATTENTION[CPU_DEFAULT]
+    from crossenc.kernels.triton_support import triton_available
+    from crossenc.kernels.triton_attention import SUPPORTED_HEAD_DIMS
+
+    if use_triton and triton_available() and head_dim in SUPPORTED_HEAD_DIMS:
+        return ATTENTION["triton-varlen"]
+    if dtype in HALF_DTYPES and _has_module("flash_attn"):
+        return ATTENTION["flash-attn-varlen"]
+    if dtype in HALF_DTYPES and _torch_varlen_usable(device):
+        return ATTENTION["torch-varlen"]
+    return ATTENTION["sdpa-nested-jagged"]

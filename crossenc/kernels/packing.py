@@ -1,0 +1,81 @@
+"""Turn a padded TokenBatch into packed (padding-free) token arrays plus ``cu_seqlens``.
+
+Row ``i`` of the padded batch contributes its first ``lengths[i]`` tokens; the packed arrays
+concatenate them in row order. Position ids restart at every sequence, the way the Hugging
+Face model would number them in its own padded forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from crossenc.predictor import TokenBatch
+
+POSITION_STYLES = ("absolute", "padding_offset")
+
+
+@dataclass(frozen=True)
+class PackedTokens:
+    """Host-side packed inputs of one batch; ``cu_seqlens[i]:cu_seqlens[i+1]`` is sequence ``i``."""
+
+    input_ids: np.ndarray  # int64 [total_tokens]
+    token_type_ids: np.ndarray  # int64 [total_tokens]
+    position_ids: np.ndarray  # int64 [total_tokens]
+    cu_seqlens: np.ndarray  # int32 [batch + 1]
+    lengths: np.ndarray  # int64 [batch]
+
+    @property
+    def total_tokens(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    @property
+    def max_seqlen(self) -> int:
+        return int(self.lengths.max()) if len(self.lengths) else 0
+
+
+def cumulative_lengths(lengths: np.ndarray) -> np.ndarray:
+    """``[0, l0, l0 + l1, ...]`` as int32, the layout flash-attn and Triton kernels read."""
+    cu_seqlens = np.zeros(len(lengths) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=cu_seqlens[1:])
+    return cu_seqlens
+
+
+def position_ids_padded(input_ids: np.ndarray, style: str, pad_token_id: int) -> np.ndarray:
+    """Position ids for a padded batch, exactly as the Hugging Face embeddings compute them.
+
+    ``absolute`` (BERT): ``0, 1, 2, ...``. ``padding_offset`` (RoBERTa family): non-pad tokens
+    count from ``pad_token_id + 1``; pad tokens get ``pad_token_id``.
+    """
+    if style == "absolute":
+        return np.broadcast_to(np.arange(input_ids.shape[1], dtype=np.int64), input_ids.shape)
+    if style == "padding_offset":
+        not_pad = (input_ids != pad_token_id).astype(np.int64)
+        return np.cumsum(not_pad, axis=1) * not_pad + pad_token_id
+    raise ValueError(f"unknown position style {style!r}; expected one of {POSITION_STYLES}")
+
+
+def pack_batch(batch: TokenBatch, position_style: str, pad_token_id: int) -> PackedTokens:
+    """Drop the padding of ``batch``: real tokens of row ``i`` are its first ``lengths[i]`` positions."""
+    lengths = np.asarray(batch.lengths, dtype=np.int64)
+    if lengths.ndim != 1 or len(lengths) != batch.batch_size:
+        raise ValueError(f"lengths has shape {lengths.shape}; expected ({batch.batch_size},)")
+    if len(lengths) and (lengths.min() < 1 or lengths.max() > batch.padded_length):
+        raise ValueError(
+            f"lengths must lie in [1, {batch.padded_length}] (the padded length); got {lengths.min()}..{lengths.max()}"
+        )
+    real = np.arange(batch.padded_length) < lengths[:, None]
+    positions = position_ids_padded(batch.input_ids, position_style, pad_token_id)
+    input_ids = batch.input_ids[real].astype(np.int64, copy=False)
+    if batch.token_type_ids is None:
+        token_type_ids = np.zeros_like(input_ids)
+    else:
+        token_type_ids = batch.token_type_ids[real].astype(np.int64, copy=False)
+    return PackedTokens(
+        input_ids=input_ids,
+        token_type_ids=token_type_ids,
+        position_ids=np.ascontiguousarray(positions[real]),
+        cu_seqlens=cumulative_lengths(lengths),
+        lengths=lengths,
+    )
