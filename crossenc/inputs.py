@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence, Set
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,8 @@ def normalize_pairs(sentences: Any) -> tuple[list[Pair], bool]:
         raise TypeError(
             f"sentences is a bare {type(sentences).__name__}; expected a (query, document) pair or a list of pairs"
         )
+    if isinstance(sentences, (Mapping, Set)):
+        raise TypeError(f"sentences is a {type(sentences).__name__}; expected an ordered list of (query, document) pairs")
     if isinstance(sentences, np.ndarray):
         if sentences.dtype.kind not in ("U", "O"):
             raise TypeError(f"sentences is a numpy array of dtype {sentences.dtype}; expected strings")
