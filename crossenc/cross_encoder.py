@@ -6,6 +6,8 @@ everything backend-specific sits behind the Predictor protocol.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
 import os
 import shutil
@@ -171,17 +173,32 @@ class CrossEncoder:
             max_tokens=self.max_tokens,
             pad_token_id=self.pad_token_id,
         )
-        with tqdm(total=len(pairs), desc="Scoring", unit="pair", disable=not show_progress_bar) as progress:
-            for indices, batch in batches:
-                if self.predictor.info.thread_safe:
-                    logits[indices] = self.predictor.predict_logits(batch)
-                else:
-                    with self._predict_lock:
-                        logits[indices] = self.predictor.predict_logits(batch)
-                stats.add(batch)
+        lock = contextlib.nullcontext() if self.predictor.info.thread_safe else self._predict_lock
+        with tqdm(total=len(pairs), desc="Scoring", unit="pair", disable=not show_progress_bar) as progress, lock:
+            for indices, batch_logits in self._run_batches(batches, stats):
+                logits[indices] = batch_logits
                 progress.update(len(indices))
         self.last_padding = stats
         return logits
+
+    def _run_batches(self, batches, stats: PaddingStats):
+        """Yield ``(indices, logits)``; backends with ``predict_many`` keep several batches in flight."""
+        predict_many = getattr(self.predictor, "predict_many", None)
+        if predict_many is None:
+            for indices, batch in batches:
+                stats.add(batch)
+                yield indices, self.predictor.predict_logits(batch)
+            return
+        pending: collections.deque[np.ndarray] = collections.deque()
+
+        def feed():
+            for indices, batch in batches:
+                pending.append(indices)
+                stats.add(batch)
+                yield batch
+
+        for batch_logits in predict_many(feed()):
+            yield pending.popleft(), batch_logits
 
     def predict(
         self,

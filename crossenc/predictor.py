@@ -71,3 +71,8 @@ class Predictor(Protocol):
     def predict_logits(self, batch: TokenBatch) -> np.ndarray:
         """Run one batch; return float32 logits of shape ``[batch, num_labels]``."""
         ...
+
+
+# Optional: a backend that can keep several batches in flight (OpenVINO's AsyncInferQueue, ...)
+# also defines ``predict_many(batches: Iterable[TokenBatch]) -> Iterator[np.ndarray]``, yielding
+# logits in submission order. The facade uses it when present; predict_logits stays required.
