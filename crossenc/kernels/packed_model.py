@@ -9,14 +9,14 @@ projection.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from crossenc.kernels.attention import AttentionChoice, VarlenBatch
+from crossenc.kernels.attention import ATTENTION, CPU_DEFAULT, VarlenBatch
+from crossenc.kernels.ops import PackedOps, torch_ops
 
 
 @dataclass(frozen=True)
@@ -52,33 +52,6 @@ def architecture_for(config) -> Architecture:
     if getattr(config, "is_decoder", False):
         raise ValueError(f"packed variants need a bidirectional encoder; this {model_type} config has is_decoder=True")
     return ARCHITECTURES[model_type]
-
-
-# ----------------------------------------------------------------------------- ops
-DenseAct = Callable[[torch.Tensor, nn.Linear], torch.Tensor]
-DenseAddNorm = Callable[[torch.Tensor, nn.Linear, torch.Tensor, nn.LayerNorm], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class PackedOps:
-    """The three kernels a layer needs; pure torch by default, Triton-fused on request."""
-
-    attention: AttentionChoice
-    dense_act: DenseAct  # activation(linear(x))
-    dense_add_norm: DenseAddNorm  # layer_norm(linear(x) + residual)
-    elementwise: str = "torch"  # "torch" or "triton": what dense_act / dense_add_norm use
-
-
-def torch_ops(attention: AttentionChoice, activation: Callable[[torch.Tensor], torch.Tensor]) -> PackedOps:
-    """Reference ops: exactly the Hugging Face computation order."""
-
-    def dense_act(x: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
-        return activation(linear(x))
-
-    def dense_add_norm(x: torch.Tensor, linear: nn.Linear, residual: torch.Tensor, norm: nn.LayerNorm):
-        return norm(linear(x) + residual)
-
-    return PackedOps(attention, dense_act, dense_add_norm, "torch")
 
 
 # ----------------------------------------------------------------------------- modules
@@ -126,6 +99,7 @@ class PackedEncoder(nn.Module):
         self.head_dense, self.classifier = _head_modules(hf_model, encoder, architecture)
         self.activation = encoder.encoder.layer[0].intermediate.intermediate_act_fn
         self.hidden_act = config.hidden_act if isinstance(config.hidden_act, str) else None
+        self.position_style = architecture.position_style
         self.ops = ops
 
     @property
@@ -140,7 +114,7 @@ class PackedEncoder(nn.Module):
         varlen: VarlenBatch,
         first_index: torch.Tensor,
     ) -> torch.Tensor:
-        """Logits ``[sequences, num_labels]`` for packed ids ``[total_tokens]``; ``first_index``: each sequence's start."""
+        """Logits ``[sequences, num_labels]`` from packed ids ``[total_tokens]``; ``first_index``: sequence starts."""
         hidden = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
         hidden = self.embedding_norm(hidden + self.position_embeddings(position_ids))
         for layer in self.layers:
@@ -163,8 +137,6 @@ def build_packed_encoder(hf_model: nn.Module) -> PackedEncoder:
 
     It starts with pure-torch ops and CPU attention; assign ``encoder.ops`` to change kernels.
     """
-    from crossenc.kernels.attention import ATTENTION, CPU_DEFAULT
-
     architecture = architecture_for(hf_model.config)
     encoder = PackedEncoder(hf_model, architecture, None).eval()
     encoder.ops = torch_ops(ATTENTION[CPU_DEFAULT], encoder.activation)

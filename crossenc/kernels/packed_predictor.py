@@ -1,0 +1,192 @@
+"""The packed (padding-free) torch predictor behind the variants ``packed``, ``packed-fp16``, ``packed-bf16``.
+
+It receives the usual padded :class:`TokenBatch`, drops the padding, runs
+:class:`~crossenc.kernels.packed_model.PackedEncoder` on the real tokens only and declares
+``is_padded=False`` so the batcher budgets ``sum(lengths)`` tokens per batch.
+
+``request.options`` (``backend_kwargs`` of ``CrossEncoder``):
+``use_triton`` (False) Triton bias+GELU, residual+LayerNorm and attention kernels on CUDA;
+``cuda_graphs`` (False) replay one CUDA graph per token bucket; ``attention`` (None) force an
+implementation from ``crossenc.kernels.attention.ATTENTION``; ``graph_max_tokens`` (32768)
+largest graph bucket; ``graph_max_batch`` (256) most sequences per graph batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from crossenc.backends import LoadRequest
+from crossenc.hardware import has_cpu_bf16
+from crossenc.kernels.attention import AttentionChoice, VarlenBatch, select_attention
+from crossenc.kernels.cuda_graphs import CudaGraphRunner, token_buckets
+from crossenc.kernels.ops import PackedOps, torch_ops, triton_ops
+from crossenc.kernels.packed_model import PackedEncoder, architecture_for, build_packed_encoder
+from crossenc.kernels.packing import PackedTokens, pack_batch
+from crossenc.kernels.triton_support import triton_available
+from crossenc.predictor import PredictorInfo, TokenBatch
+
+PRECISIONS: dict[str, tuple[str, torch.dtype]] = {
+    "packed": ("fp32", torch.float32),
+    "packed-fp16": ("fp16", torch.float16),
+    "packed-bf16": ("bf16", torch.bfloat16),
+}
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "use_triton": False,
+    "cuda_graphs": False,
+    "attention": None,
+    "graph_max_tokens": 32768,
+    "graph_max_batch": 256,
+}
+
+
+class PackedPredictor:
+    """Packs each padded batch and runs the packed encoder (through a CUDA graph when one fits)."""
+
+    def __init__(
+        self,
+        encoder: PackedEncoder,
+        info: PredictorInfo,
+        position_style: str,
+        pad_token_id: int,
+        graphs: CudaGraphRunner | None = None,
+    ) -> None:
+        self.encoder = encoder
+        self.info = info
+        self.device = torch.device(info.device)
+        self.position_style = position_style
+        self.pad_token_id = pad_token_id
+        self.graphs = graphs
+
+    @torch.inference_mode()
+    def predict_logits(self, batch: TokenBatch) -> np.ndarray:
+        tokens = pack_batch(batch, self.position_style, self.pad_token_id)
+        logits = self.graphs.run(tokens) if self.graphs is not None else None
+        if logits is None:
+            logits = self._eager(tokens)
+            if self.graphs is not None and self.graphs.disabled_reason:
+                self.info.details["cuda_graphs"] = f"disabled: {self.graphs.disabled_reason}"
+        return logits.float().cpu().numpy()
+
+    def _eager(self, tokens: PackedTokens) -> torch.Tensor:
+        def to_device(array: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(array).to(self.device, non_blocking=True)
+
+        varlen = VarlenBatch(to_device(tokens.cu_seqlens), tokens.max_seqlen, tokens.lengths)
+        first_index = to_device(tokens.cu_seqlens[:-1].astype(np.int64))
+        ids, types, positions = (to_device(a) for a in (tokens.input_ids, tokens.token_type_ids, tokens.position_ids))
+        return self.encoder(ids, types, positions, varlen, first_index)
+
+
+def _parse_options(options: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown packed-variant option(s) {unknown}; known: {sorted(DEFAULT_OPTIONS)}")
+    parsed = {**DEFAULT_OPTIONS, **options}
+    for name in ("graph_max_tokens", "graph_max_batch"):
+        if not isinstance(parsed[name], int) or parsed[name] <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {parsed[name]!r}")
+    return parsed
+
+
+def _check_device(device: str, variant: str) -> torch.device:
+    on_cuda = device.startswith("cuda")
+    if on_cuda and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available in this torch build")
+    if variant == "packed-fp16" and not on_cuda:
+        raise ValueError("variant 'packed-fp16' needs a CUDA device; on CPU use 'packed' or 'packed-bf16'")
+    if variant == "packed-bf16" and not on_cuda and not has_cpu_bf16():
+        raise ValueError("variant 'packed-bf16' on CPU needs AVX512_BF16 or AMX; this CPU has neither. Use 'packed'")
+    return torch.device(device)
+
+
+def _choose_ops(
+    encoder: PackedEncoder, device: torch.device, dtype: torch.dtype, options: dict[str, Any]
+) -> tuple[PackedOps, str]:
+    """(ops, note on Triton) for this device: Triton only on CUDA, when importable and asked for."""
+    note = "not requested"
+    use_triton = bool(options["use_triton"])
+    if use_triton and device.type != "cuda":
+        note, use_triton = "requested, but Triton kernels run only on CUDA: torch ops used", False
+    elif use_triton and not triton_available():
+        note, use_triton = "requested, but triton does not import (pip install 'crossenc[gpu]'): torch ops used", False
+    attention: AttentionChoice = select_attention(device, dtype, encoder.head_dim, use_triton, options["attention"])
+    if use_triton:
+        import triton
+
+        note = f"triton {triton.__version__}"
+        return triton_ops(attention, encoder.activation, encoder.hidden_act), note
+    return torch_ops(attention, encoder.activation), note
+
+
+def _graph_runner(
+    encoder: PackedEncoder,
+    device: torch.device,
+    options: dict[str, Any],
+    request: LoadRequest,
+    position_style: str,
+    pad_token_id: int,
+) -> tuple[CudaGraphRunner | None, str]:
+    """(runner or None, status line for PredictorInfo.details)."""
+    if not options["cuda_graphs"]:
+        return None, "off"
+    if device.type != "cuda":
+        return None, "requested, but CUDA graphs need a CUDA device: eager"
+    if not encoder.ops.attention.graph_safe:
+        return None, f"requested, but attention {encoder.ops.attention.name!r} is not capturable: eager"
+    buckets = token_buckets(512, max(512, options["graph_max_tokens"]))
+    runner = CudaGraphRunner(
+        encoder,
+        device,
+        max_seqlen=request.max_length,
+        max_batch=options["graph_max_batch"],
+        buckets=buckets,
+        pad_token_id=pad_token_id,
+        pad_position=pad_token_id if position_style == "padding_offset" else 0,
+    )
+    return runner, f"on: lazy capture per token bucket {list(buckets)}, up to {options['graph_max_batch']} sequences"
+
+
+def load_packed(request: LoadRequest) -> PackedPredictor:
+    """Build the packed predictor for ``request.variant`` (``packed``, ``packed-fp16`` or ``packed-bf16``)."""
+    variant = request.variant or "packed"
+    if variant not in PRECISIONS:
+        raise ValueError(f"unknown packed variant {variant!r}; choose one of {sorted(PRECISIONS)}")
+    options = _parse_options(dict(request.options))
+    device = _check_device(request.device, variant)
+    precision, dtype = PRECISIONS[variant]
+    architecture = architecture_for(request.config)  # fail before loading weights
+    if device.type == "cpu":
+        from crossenc.backends.torch_backend import set_default_threads
+
+        set_default_threads()
+    model = request.source.load_torch_model(request.config)
+    encoder = build_packed_encoder(model).to(device=device, dtype=dtype)
+    encoder.ops, triton_note = _choose_ops(encoder, device, dtype, options)
+    pad_token_id = int(getattr(request.config, "pad_token_id", None) or 0)
+    graphs, graph_status = _graph_runner(encoder, device, options, request, architecture.position_style, pad_token_id)
+    details: dict[str, Any] = {
+        "attention": encoder.ops.attention.name,
+        **({"attention_note": encoder.ops.attention.note} if encoder.ops.attention.note else {}),
+        "elementwise": encoder.ops.elementwise,
+        "triton": triton_note,
+        "cuda_graphs": graph_status,
+        "torch": torch.__version__,
+    }
+    if device.type == "cpu":
+        details["threads"] = torch.get_num_threads()
+    info = PredictorInfo(
+        backend="torch",
+        variant=variant,
+        device=str(device),
+        precision=precision,
+        max_length=request.max_length,
+        num_labels=int(request.config.num_labels),
+        is_padded=False,
+        max_batch_size=options["graph_max_batch"] if graphs is not None else None,
+        thread_safe=graphs is None,
+        details=details,
+    )
+    return PackedPredictor(encoder, info, architecture.position_style, pad_token_id, graphs)

@@ -1,0 +1,244 @@
+"""Packed (padding-free) forward: equal to the Hugging Face model in fp32, batch-invariant, on CPU."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from crossenc import CrossEncoder
+from crossenc.backends import LoadRequest
+from crossenc.hardware import has_cpu_bf16
+from crossenc.kernels.attention import ATTENTION, CUDA_ONLY, VarlenBatch, attention_reference, select_attention
+from crossenc.kernels.packed_model import architecture_for, build_packed_encoder
+from crossenc.kernels.packed_predictor import load_packed
+from crossenc.kernels.packing import pack_batch
+from crossenc.model_source import ModelSource
+from crossenc.predictor import TokenBatch
+
+IDENTITY = torch.nn.Identity()
+MIXED_LENGTHS = [7, 1, 13, 4, 13, 2, 31, 1, 64]
+CPU_ATTENTION = sorted(set(ATTENTION) - CUDA_ONLY)
+pytestmark = pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors:UserWarning")
+
+
+def random_batch(lengths: list[int], pad_token_id: int, vocab_size: int, token_types: bool, seed: int = 0):
+    """A padded TokenBatch with random ids (never the pad id) and a second segment of type 1."""
+    rng = np.random.default_rng(seed)
+    rows, width = len(lengths), max(lengths)
+    input_ids = np.full((rows, width), pad_token_id, dtype=np.int64)
+    mask = np.zeros((rows, width), dtype=np.int64)
+    types = np.zeros((rows, width), dtype=np.int64)
+    for row, length in enumerate(lengths):
+        input_ids[row, :length] = rng.integers(pad_token_id + 1, vocab_size, length)
+        mask[row, :length] = 1
+        types[row, length // 2 : length] = 1
+    return TokenBatch(input_ids, mask, types if token_types else None, np.asarray(lengths, dtype=np.int64))
+
+
+def hf_logits(model, batch: TokenBatch) -> torch.Tensor:
+    types = None if batch.token_type_ids is None else torch.from_numpy(batch.token_type_ids)
+    with torch.inference_mode():
+        return model(
+            input_ids=torch.from_numpy(batch.input_ids),
+            attention_mask=torch.from_numpy(batch.attention_mask),
+            token_type_ids=types,
+        ).logits
+
+
+def packed_logits(encoder, batch: TokenBatch, pad_token_id: int) -> torch.Tensor:
+    tokens = pack_batch(batch, encoder.position_style, pad_token_id)
+    varlen = VarlenBatch(torch.from_numpy(tokens.cu_seqlens), tokens.max_seqlen, tokens.lengths)
+    first_index = torch.from_numpy(tokens.cu_seqlens[:-1].astype(np.int64))
+    with torch.inference_mode():
+        return encoder(
+            torch.from_numpy(tokens.input_ids),
+            torch.from_numpy(tokens.token_type_ids),
+            torch.from_numpy(tokens.position_ids),
+            varlen,
+            first_index,
+        )
+
+
+def build_hf(model_type: str, num_labels: int = 1, seed: int = 0):
+    """Tiny random HF classifier: BERT, RoBERTa or XLM-RoBERTa (RoBERTa-style: pad id 1)."""
+    import transformers
+
+    classes = {
+        "bert": ("BertConfig", "BertForSequenceClassification"),
+        "roberta": ("RobertaConfig", "RobertaForSequenceClassification"),
+        "xlm-roberta": ("XLMRobertaConfig", "XLMRobertaForSequenceClassification"),
+    }
+    config_class, model_class = (getattr(transformers, name) for name in classes[model_type])
+    roberta_like = model_type != "bert"
+    config = config_class(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=130 if roberta_like else 128,
+        type_vocab_size=1 if roberta_like else 2,
+        pad_token_id=1 if roberta_like else 0,
+        num_labels=num_labels,
+        initializer_range=0.2,
+        hidden_act="gelu",
+    )
+    torch.manual_seed(seed)
+    model = model_class(config).eval()
+    return model, build_packed_encoder(model), config.pad_token_id
+
+
+@pytest.fixture(scope="module", params=["bert", "roberta", "xlm-roberta"])
+def hf_and_packed(request):
+    num_labels = 1 if request.param == "bert" else 3
+    return request.param, *build_hf(request.param, num_labels=num_labels)
+
+
+def test_packed_matches_hf_fp32(hf_and_packed):
+    model_type, model, encoder, pad = hf_and_packed
+    batch = random_batch(MIXED_LENGTHS, pad, 99, token_types=model_type == "bert")
+    reference = hf_logits(model, batch)
+    assert float(reference.std()) > 1e-3, "random model gives constant logits: the comparison would be vacuous"
+    torch.testing.assert_close(packed_logits(encoder, batch, pad), reference, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("attention", CPU_ATTENTION)
+def test_every_cpu_attention_matches_hf(attention):
+    model, encoder, pad = build_hf("bert")
+    encoder.ops = replace(encoder.ops, attention=ATTENTION[attention])
+    batch = random_batch(MIXED_LENGTHS, pad, 99, token_types=True, seed=1)
+    torch.testing.assert_close(packed_logits(encoder, batch, pad), hf_logits(model, batch), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("attention", CPU_ATTENTION)
+def test_attention_matches_reference_on_odd_lengths(attention):
+    torch.manual_seed(0)
+    lengths = np.array([1, 3, 17, 1, 65, 2] + [5] * 20, dtype=np.int64)
+    cu_seqlens = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+    qkv = torch.randn(int(lengths.sum()), 3, 4, 16)  # q, k, v are strided views, as in the model
+    q, k, v = qkv.unbind(1)
+    varlen = VarlenBatch(cu_seqlens, int(lengths.max()), lengths)
+    expected = attention_reference(q, k, v, VarlenBatch(cu_seqlens, int(lengths.max())), 0.25)
+    got = ATTENTION[attention].function(q, k, v, varlen, 0.25)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+def test_batch_invariance_and_length_one(hf_and_packed):
+    model_type, _, encoder, pad = hf_and_packed
+    batch = random_batch(MIXED_LENGTHS, pad, 99, token_types=model_type == "bert", seed=2)
+    together = packed_logits(encoder, batch, pad)
+    for row, length in enumerate(MIXED_LENGTHS):
+        rows = slice(row, row + 1)
+        types = None if batch.token_type_ids is None else batch.token_type_ids[rows, :length]
+        alone = TokenBatch(batch.input_ids[rows, :length], batch.attention_mask[rows, :length], types, batch.lengths[rows])
+        torch.testing.assert_close(packed_logits(encoder, alone, pad)[0], together[row], atol=1e-6, rtol=0)
+
+
+def test_positions_restart_per_sequence():
+    batch = random_batch([3, 1, 2], pad_token_id=1, vocab_size=99, token_types=False)
+    assert pack_batch(batch, "absolute", 1).position_ids.tolist() == [0, 1, 2, 0, 0, 1]
+    packed = pack_batch(batch, "padding_offset", 1)
+    assert packed.position_ids.tolist() == [2, 3, 4, 2, 2, 3]  # RoBERTa: padding_idx + 1 onward
+    assert packed.cu_seqlens.tolist() == [0, 3, 4, 6] and packed.token_type_ids.tolist() == [0] * 6
+
+
+def test_cross_encoder_packed_equals_sdpa(tiny_model, pairs):
+    sdpa = CrossEncoder(str(tiny_model), variant="sdpa").predict(pairs, batch_size=7, activation_fn=IDENTITY)
+    encoder = CrossEncoder(str(tiny_model), variant="packed")
+    packed = encoder.predict(pairs, batch_size=7, activation_fn=IDENTITY)
+    np.testing.assert_allclose(packed, sdpa, atol=1e-5, rtol=0)
+    info = encoder.info()
+    assert info["is_padded"] is False and info["precision"] == "fp32"
+    assert info["details"]["attention"] == "sdpa-auto"
+
+
+def test_load_packed_roberta_predictor(tmp_path):
+    model, _, pad = build_hf("roberta", num_labels=2)
+    model.save_pretrained(tmp_path)
+    source = ModelSource(path=tmp_path, name=str(tmp_path))
+    predictor = load_packed(LoadRequest(source, source.load_config(), "cpu", "packed", 128))
+    batch = random_batch(MIXED_LENGTHS, pad, 99, token_types=False, seed=3)
+    logits = predictor.predict_logits(batch)
+    assert logits.dtype == np.float32 and logits.shape == (len(MIXED_LENGTHS), 2)
+    np.testing.assert_allclose(logits, hf_logits(model, batch).numpy(), atol=1e-5, rtol=0)
+
+
+def test_packed_fp16_refused_on_cpu(tiny_model):
+    with pytest.raises(ValueError, match="packed-fp16.*CUDA"):
+        CrossEncoder(str(tiny_model), variant="packed-fp16", device="cpu")
+
+
+@pytest.mark.skipif(not has_cpu_bf16(), reason="CPU lacks AVX512_BF16/AMX")
+def test_packed_bf16_close_on_cpu(tiny_model, pairs):
+    reference = CrossEncoder(str(tiny_model), variant="packed").predict(pairs, activation_fn=IDENTITY)
+    encoder = CrossEncoder(str(tiny_model), variant="packed-bf16")
+    logits = encoder.predict(pairs, activation_fn=IDENTITY)
+    assert encoder.info()["precision"] == "bf16"
+    assert np.abs(logits - reference).max() < 5e-2
+
+
+def test_unsupported_model_type_is_named(tiny_model, tmp_path):
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    with pytest.raises(ValueError, match="'distilbert'"):
+        architecture_for(DistilBertConfig())
+    config = DistilBertConfig(vocab_size=200, dim=32, n_layers=1, n_heads=2, hidden_dim=64, num_labels=1)
+    DistilBertForSequenceClassification(config).save_pretrained(tmp_path)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json"):
+        if (tiny_model / name).exists():
+            (tmp_path / name).write_bytes((tiny_model / name).read_bytes())
+    with pytest.raises(ValueError, match="model_type.*'distilbert'.*variant='sdpa'"):
+        CrossEncoder(str(tmp_path), variant="packed")
+
+
+def test_options_checked_and_gpu_options_ignored_on_cpu(tiny_model):
+    with pytest.raises(ValueError, match="unknown packed-variant option.*use_trition"):
+        CrossEncoder(str(tiny_model), variant="packed", backend_kwargs={"use_trition": True})
+    encoder = CrossEncoder(str(tiny_model), variant="packed", backend_kwargs={"use_triton": True, "cuda_graphs": True})
+    details = encoder.info()["details"]
+    assert "only on CUDA" in details["triton"] and "CUDA device" in details["cuda_graphs"]
+    assert details["elementwise"] == "torch" and encoder.info()["thread_safe"] is True
+
+
+def test_cuda_only_attention_refused_on_cpu():
+    with pytest.raises(ValueError, match="flash-attn-varlen.*CUDA"):
+        select_attention(torch.device("cpu"), torch.float32, 32, requested="flash-attn-varlen")
+    with pytest.raises(ValueError, match="unknown attention 'nope'"):
+        select_attention(torch.device("cpu"), torch.float32, 32, requested="nope")
+
+
+def test_graph_buckets_pad_with_short_dummy_sequences():
+    from crossenc.kernels.cuda_graphs import CudaGraphRunner, token_buckets
+
+    assert token_buckets(512, 4096) == (512, 768, 1024, 1536, 2048, 3072, 4096)
+    _, encoder, pad = build_hf("bert")
+    encoder.ops = replace(encoder.ops, attention=ATTENTION["triton-varlen"])  # graph-safe; not run here
+    runner = CudaGraphRunner(
+        encoder, torch.device("cpu"), max_seqlen=64, max_batch=8, buckets=(128, 256), pad_token_id=pad, pad_position=0
+    )
+    tokens = pack_batch(random_batch([5, 1, 30], pad, 99, token_types=True), "absolute", pad)
+    bucket = runner.bucket_for(tokens)
+    assert bucket == 128
+    host = runner._host_inputs(tokens, bucket)
+    lengths = np.diff(host["cu_seqlens"])
+    assert host["input_ids"].shape == (128,) and host["cu_seqlens"][-1] == 128
+    assert lengths[:3].tolist() == [5, 1, 30] and lengths.max() <= 64 and (lengths >= 0).all()
+    assert host["first_index"][:3].tolist() == [0, 5, 6]
+    assert runner.bucket_for(pack_batch(random_batch([65], pad, 99, True), "absolute", pad)) is None  # > max_seqlen
+
+
+def test_attention_self_test_flags_broken_kernels():
+    from crossenc.kernels.attention import AttentionChoice, _self_test
+
+    cpu = torch.device("cpu")
+    assert _self_test(ATTENTION["sdpa-padded"], cpu, torch.float32, 16) is None
+    wrong = AttentionChoice("wrong", lambda q, k, v, varlen, scale: q, graph_safe=True)
+    assert "max abs error" in _self_test(wrong, cpu, torch.float32, 16)
+
+    def broken(q, k, v, varlen, scale):
+        raise RuntimeError("no kernel image for this GPU")
+
+    assert "no kernel image" in _self_test(AttentionChoice("broken", broken, graph_safe=True), cpu, torch.float32, 16)
