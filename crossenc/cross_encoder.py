@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from crossenc.backends import BACKENDS, LoadRequest, backend_loader, check_variant
-from crossenc.batching import DEFAULT_MAX_TOKENS, PaddingStats, encode_pairs, iter_batches
+from crossenc.batching import DEFAULT_MAX_TOKENS, PaddingStats, encode_pairs, iter_batches, pair_tokenizer
 from crossenc.inputs import check_positive, check_rank_inputs, normalize_pairs
 from crossenc.model_source import ModelSource, default_max_length, position_limit, resolve_model
 from crossenc.predictor import Predictor
@@ -108,6 +108,7 @@ class CrossEncoder:
             activation_fn, self.config, model_dir, self.num_labels, trust_remote_code
         )
         self.uses_token_type_ids = "token_type_ids" in self.tokenizer.model_input_names
+        self._pair_tokenizer = pair_tokenizer(self.tokenizer, self.max_length)
         self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         if backend == "auto":
             from crossenc.bench.autotune import choose_backend
@@ -164,7 +165,7 @@ class CrossEncoder:
         if not pairs:
             return logits
         with self._tokenizer_lock:
-            encoded = encode_pairs(self.tokenizer, pairs, self.max_length, self.uses_token_type_ids)
+            encoded = encode_pairs(self._pair_tokenizer, pairs, self.max_length, self.uses_token_type_ids)
         stats = PaddingStats()
         batches = iter_batches(
             encoded,

@@ -68,7 +68,7 @@ class Recorder:
             f"torch {self.environment.get('torch')}, CUDA {self.environment.get('cuda')}, "
             f"triton {self.environment.get('triton')}, flash-attn {self.environment.get('flash_attn')}",
             "",
-            "| row | pairs/s | x ST fp16 b32 | max abs score diff vs fp32 | batch / max_tokens | details | error |",
+            "| row | pairs/s | x ST fp16 b32 | max abs logit diff vs fp32 | batch / max_tokens | details | error |",
             "|---|---:|---:|---:|---|---|---|",
         ]
         for row in self.rows:
@@ -119,12 +119,15 @@ def measure(score: Scorer, small: list, big: list, reps: int) -> dict[str, Any]:
 
 
 def crossenc_scorer(path: Path, variant: str, options: dict, batch_size: int, max_tokens: int, backend="torch"):
+    import torch
+
     from crossenc import CrossEncoder
 
     encoder = CrossEncoder(
         str(path), backend=backend, variant=variant, device="cuda", backend_kwargs=options, max_tokens=max_tokens
     )
-    return (lambda pairs: encoder.predict(pairs, batch_size=batch_size)), encoder.info()
+    identity = torch.nn.Identity()  # compare raw logits: sigmoid scores near 0 or 1 hide differences
+    return (lambda pairs: encoder.predict(pairs, batch_size=batch_size, activation_fn=identity)), encoder.info()
 
 
 def sentence_transformers_scorer(path: Path, batch_size: int):
@@ -132,7 +135,8 @@ def sentence_transformers_scorer(path: Path, batch_size: int):
     from sentence_transformers import CrossEncoder as STCrossEncoder
 
     model = STCrossEncoder(str(path), device="cuda", model_kwargs={"dtype": torch.float16})
-    return (lambda pairs: model.predict(pairs, batch_size=batch_size, show_progress_bar=False)), {}
+    identity = torch.nn.Identity()
+    return (lambda pairs: model.predict(pairs, batch_size=batch_size, show_progress_bar=False, activation_fn=identity)), {}
 
 
 def triton_self_check() -> dict[str, Any]:
