@@ -37,6 +37,37 @@ def cls_states(model, tokenizer, pairs, batch_size=32) -> torch.Tensor:
     return result
 
 
+def calibrate(score, states: torch.Tensor, classifier: torch.nn.Linear) -> None:
+    """Platt scaling folded into the classifier: the listwise loss fixes only the order of a
+    query's logits, not their level (they came out near -25, sigmoid ~1e-11). Fit logit' =
+    a * logit + b by binary cross-entropy on all training pairs so sigmoid scores are
+    probabilities of relevance; a > 0 keeps every ranking unchanged."""
+    with torch.no_grad():
+        raw = score(states).flatten()
+    center, spread = raw.mean(), raw.std()
+    logits = (raw - center) / spread
+    labels = torch.zeros_like(states[..., 0])
+    labels[:, 0] = 1.0
+    scale, shift = torch.ones(1, requires_grad=True), torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.LBFGS([scale, shift], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(scale * logits + shift, labels.flatten())
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    with torch.no_grad():
+        a = scale / spread
+        b = shift - scale * center / spread
+    assert a.item() > 0, "calibration must not reverse the ranking"
+    with torch.no_grad():
+        classifier.weight.mul_(a)
+        classifier.bias.mul_(a).add_(b)
+    print(f"calibrated: logit' = {a.item():.4f} * logit + {b.item():.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--negatives", type=int, default=31)
@@ -95,6 +126,7 @@ def main() -> None:
             with torch.no_grad():
                 val_rank = (score(val) > score(val)[:, :1]).sum(1).float()
                 print(f"epoch {epoch} loss {loss.item():.3f} val MRR({group_size} candidates) {(1 / (val_rank + 1)).mean():.3f}")
+    calibrate(score, states, classifier)
     tensors = {
         "pooler_up": up.detach().contiguous(),
         "pooler_down": down.detach().contiguous(),
