@@ -144,9 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from crossenc.exporters.base import VerificationFailed
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
+    except VerificationFailed as error:
+        print(f"VERIFICATION FAILED: {error}", file=sys.stderr)
+        return 1
     except (TypeError, ValueError, FileNotFoundError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

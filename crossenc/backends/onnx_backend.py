@@ -156,7 +156,8 @@ class OnnxPredictor:
             )
         self.output_name = next((o.name for o in session.get_outputs() if o.name == "logits"), session.get_outputs()[0].name)
         self.device = device
-        self.use_io_binding = device.startswith("cuda")
+        # IO binding: inputs copied to the GPU once, logits allocated there by ORT, no per-node host syncs.
+        self.use_io_binding = device.startswith("cuda") and "CUDAExecutionProvider" in session.get_providers()
 
     def _feed(self, batch: TokenBatch) -> dict[str, np.ndarray]:
         arrays = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}

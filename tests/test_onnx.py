@@ -1,0 +1,227 @@
+"""ONNX exporter and ONNX Runtime backend on the tiny random BERT: every CPU variant, layouts, failures, CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from crossenc import CrossEncoder  # noqa: E402
+from crossenc.exporters.base import VerificationFailed  # noqa: E402
+from crossenc.exporters.manifest import MANIFEST_NAME, ArtifactIntegrityError, UnverifiedArtifactWarning  # noqa: E402
+from crossenc.exporters.onnx import OnnxExportConfig, export_onnx  # noqa: E402
+from crossenc.exporters.verify import TOLERANCES, Tolerance  # noqa: E402
+
+# A random 2-layer model's ranking is noise-level, so int8 is held to a logit bound instead.
+INT8_TOLERANCE = Tolerance(max_abs=0.15)
+CONFIGS = {
+    "plain": OnnxExportConfig(),
+    "O1": OnnxExportConfig(optimize="O1"),
+    "O2": OnnxExportConfig(optimize="O2"),
+    "O3": OnnxExportConfig(optimize="O3", tolerance=Tolerance(max_abs=1e-3)),  # GELU approximation
+    "dynamic": OnnxExportConfig(optimize="O2", quantize="dynamic", tolerance=INT8_TOLERANCE),
+    "static": OnnxExportConfig(optimize="O2", quantize="static", calibration_queries=4, tolerance=INT8_TOLERANCE),
+    "blockwise": OnnxExportConfig(optimize="O2", quantize="blockwise", tolerance=INT8_TOLERANCE),
+}
+INT8 = ("dynamic", "static", "blockwise")
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory):
+    """Point the crossenc cache (backend exports) at a temporary folder for this module."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CROSSENC_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+@pytest.fixture(scope="module")
+def exports(tiny_model, tmp_path_factory, onnx_cache):
+    """Each CPU variant exported (and verified) once."""
+    root = tmp_path_factory.mktemp("exports")
+    return {name: export_onnx(str(tiny_model), config, root / name) for name, config in CONFIGS.items()}
+
+
+@pytest.fixture(scope="module")
+def torch_logits(tiny_model, pairs):
+    return CrossEncoder(str(tiny_model), device="cpu", variant="eager").predict_logits(pairs)
+
+
+def _onnx(folder, **kwargs) -> CrossEncoder:
+    return CrossEncoder(str(folder), backend="onnx", device="cpu", **kwargs)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_export_is_verified_and_described(exports, name):
+    result, config = exports[name], CONFIGS[name]
+    assert result.verified, result.report.summary()
+    manifest = json.loads((result.path / MANIFEST_NAME).read_text())
+    assert manifest["verified"] is True and manifest["variant"] == config.variant
+    assert manifest["export_config"]["config"] == config.to_dict()
+    assert manifest["export_config"]["exporter"] == "torch.onnx.export(dynamo=False)"
+    assert config.file_name in manifest["files"] and "tokenizer.json" in manifest["files"]
+    assert manifest["verification"]["num_pairs"] == 256
+    assert {"onnxruntime", "onnx"} <= set(manifest["tools"])
+    if config.optimize in ("O2", "O3"):
+        fused = manifest["export_config"]["optimization"]["fused_operators"]
+        assert fused.get("Attention") == 2 and fused.get("SkipLayerNormalization") == 4
+    if name in INT8:
+        assert manifest["export_config"]["quantization"]["mode"] == name
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_backend_matches_torch(exports, name, pairs, torch_logits):
+    encoder = _onnx(exports[name].path, variant=CONFIGS[name].variant)
+    info = encoder.predictor.info
+    assert (info.backend, info.precision, info.thread_safe) == ("onnx", CONFIGS[name].precision, True)
+    assert info.details["providers"] == ["CPUExecutionProvider"] and info.details["opset"] == 17
+    logits = encoder.predict_logits(pairs)
+    if name in INT8:
+        assert np.corrcoef(logits[:, 0], torch_logits[:, 0])[0, 1] > 0.9
+        assert np.abs(logits - torch_logits).max() < 0.2
+    else:
+        assert np.abs(logits - torch_logits).max() <= CONFIGS[name].effective_tolerance().max_abs
+
+
+def test_int8_reports_ranking_numbers_and_drift(exports):
+    for name in INT8:
+        report = exports[name].report
+        assert 0.0 <= report.spearman <= 1.0 and 0.0 <= report.top_k_agreement <= 1.0
+        assert report.batch_drift is not None
+    # Fixed (static) or per-token-block (blockwise) activation scales do not depend on the batch.
+    assert exports["static"].report.batch_drift < 1e-5
+    assert exports["blockwise"].report.batch_drift < 1e-5
+
+
+def test_sentence_transformers_layout(exports, tiny_model, tmp_path, pairs, torch_logits):
+    folder = tmp_path / "st"
+    shutil.copytree(tiny_model, folder)
+    (folder / "onnx").mkdir()
+    shutil.copy(exports["plain"].path / "model.onnx", folder / "onnx" / "model.onnx")
+    shutil.copy(exports["O2"].path / "model_O2.onnx", folder / "onnx" / "model_O3.onnx")
+    for encoder in (_onnx(folder, backend_kwargs={"file_name": "onnx/model.onnx"}), _onnx(folder)):
+        assert encoder.predictor.info.details["file"].endswith("onnx/model.onnx")
+        assert np.abs(encoder.predict_logits(pairs) - torch_logits).max() < 1e-4
+    optimized = _onnx(folder, variant="optimized")
+    assert optimized.predictor.info.details["file"].endswith("onnx/model_O3.onnx")
+
+
+def test_unknown_file_name_lists_what_exists(exports):
+    with pytest.raises(ValueError, match=r"model\.onnx"):
+        _onnx(exports["plain"].path, backend_kwargs={"file_name": "onnx/missing.onnx"})
+
+
+def test_truncated_onnx_names_the_file(exports, tiny_model, tmp_path):
+    folder = tmp_path / "broken"
+    shutil.copytree(tiny_model, folder)
+    data = (exports["plain"].path / "model.onnx").read_bytes()
+    (folder / "model.onnx").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="model.onnx"):
+        _onnx(folder)
+
+
+def test_manifest_hash_mismatch_names_the_file(exports, tmp_path):
+    folder = tmp_path / "tampered"
+    shutil.copytree(exports["O2"].path, folder)
+    with open(folder / "model_O2.onnx", "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(ArtifactIntegrityError, match="model_O2.onnx"):
+        _onnx(folder, variant="optimized")
+
+
+def test_too_tight_tolerance_fails_loudly(tiny_model, tmp_path):
+    target = tmp_path / "tight"
+    with pytest.raises(VerificationFailed) as failure:
+        export_onnx(str(tiny_model), OnnxExportConfig(tolerance=Tolerance(max_abs=1e-12)), target)
+    assert not failure.value.report.passed and failure.value.path == target
+    manifest = json.loads((target / MANIFEST_NAME).read_text())
+    assert manifest["verified"] is False and manifest["verification"]["failures"]
+
+
+def test_backend_exports_into_cache_once(tiny_model, onnx_cache):
+    first = _onnx(tiny_model)
+    file = Path(first.predictor.info.details["file"])
+    assert file.name == "model.onnx" and (file.parent / MANIFEST_NAME).is_file()
+    stamp = (file.parent / MANIFEST_NAME).stat().st_mtime_ns
+    assert _onnx(tiny_model).predictor.info.details["file"] == str(file)
+    assert (file.parent / MANIFEST_NAME).stat().st_mtime_ns == stamp  # reused, not re-exported
+
+
+def test_cached_unverified_export_is_refused_unless_allowed(tiny_model, onnx_cache):
+    tight = {"export": {"tolerance": {"max_abs": 1e-12}}}
+    for _ in range(2):  # the export fails, then the cached failure is refused
+        with pytest.raises(VerificationFailed, match="max abs error"):
+            _onnx(tiny_model, variant="optimized", backend_kwargs=tight)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        encoder = _onnx(tiny_model, variant="optimized", backend_kwargs={**tight, "allow_unverified": True})
+    assert encoder.predictor.info.details["verified"] is False
+    assert any(issubclass(w.category, UnverifiedArtifactWarning) for w in caught)
+
+
+def test_bad_requests_raise_value_error(tiny_model, onnx_cache):
+    with pytest.raises(ValueError, match="CUDA"):
+        _onnx(tiny_model, variant="fp16")
+    with pytest.raises(ValueError, match="unknown onnx backend option"):
+        _onnx(tiny_model, backend_kwargs={"bogus": 1})
+    with pytest.raises(ValueError, match="providers"):
+        _onnx(tiny_model, backend_kwargs={"providers": ["NoSuchExecutionProvider"]})
+    with pytest.raises(ValueError, match="opset"):
+        OnnxExportConfig(opset=13)
+
+
+def test_sends_only_the_inputs_the_graph_declares():
+    from crossenc.backends.onnx_backend import OnnxPredictor
+    from crossenc.predictor import PredictorInfo, TokenBatch
+
+    class Arg:
+        def __init__(self, name: str) -> None:
+            self.name, self.type = name, "tensor(int64)"
+
+    class FakeSession:
+        def get_inputs(self):
+            return [Arg("input_ids"), Arg("attention_mask")]
+
+        def get_outputs(self):
+            return [Arg("logits")]
+
+        def get_providers(self):
+            return ["CPUExecutionProvider"]
+
+        def run(self, names, feed):
+            self.feed = feed
+            return [np.zeros((len(feed["input_ids"]), 1), dtype=np.float32)]
+
+    session = FakeSession()
+    info = PredictorInfo("onnx", "plain", "cpu", "fp32", 16, 1)
+    ids = np.ones((2, 3), dtype=np.int64)
+    OnnxPredictor(session, info, "cpu").predict_logits(TokenBatch(ids, ids, np.zeros_like(ids), np.array([3, 3])))
+    assert set(session.feed) == {"input_ids", "attention_mask"}
+
+
+def test_o4_is_fp16_with_fp32_inputs_and_outputs(tiny_model, tmp_path):
+    import onnx
+
+    result = export_onnx(str(tiny_model), OnnxExportConfig(optimize="O4", device="cuda", verify=False), tmp_path / "o4")
+    graph = onnx.load(str(result.path / "model_O4.onnx")).graph
+    assert {init.data_type for init in graph.initializer if init.dims} == {onnx.TensorProto.FLOAT16}
+    assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert result.manifest["verified"] is False and result.manifest["variant"] == "fp16"
+    with pytest.raises(ValueError, match="cuda"):
+        OnnxExportConfig(optimize="O4")
+
+
+def test_cli_export_and_failed_verification(tiny_model, tmp_path, monkeypatch, capsys):
+    from crossenc.cli import main
+
+    assert main(["export", "onnx", str(tiny_model), str(tmp_path / "cli"), "--optimize", "O2"]) == 0
+    assert (tmp_path / "cli" / "model_O2.onnx").is_file()
+    monkeypatch.setitem(TOLERANCES, "fp32", Tolerance(max_abs=1e-12))
+    assert main(["export", "onnx", str(tiny_model), str(tmp_path / "cli-bad")]) != 0
+    assert "VERIFICATION FAILED" in capsys.readouterr().err
