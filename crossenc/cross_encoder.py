@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from crossenc.backends import BACKENDS, LoadRequest, backend_loader, check_variant
-from crossenc.batching import DEFAULT_MAX_TOKENS, PaddingStats, encode_pairs, iter_batches, pair_tokenizer
+from crossenc.batching import PaddingStats, default_max_tokens, encode_pairs, iter_batches, pair_tokenizer
 from crossenc.inputs import check_positive, check_rank_inputs, normalize_pairs
 from crossenc.model_source import ModelSource, default_max_length, position_limit, resolve_model
 from crossenc.predictor import Predictor
@@ -71,7 +71,7 @@ class CrossEncoder:
         tokenizer_kwargs: dict[str, Any] | None = None,
         config_kwargs: dict[str, Any] | None = None,
         backend_kwargs: dict[str, Any] | None = None,
-        max_tokens: int = DEFAULT_MAX_TOKENS,
+        max_tokens: int | None = None,
         accuracy: str | None = None,
     ) -> None:
         if not isinstance(backend, str):
@@ -79,7 +79,7 @@ class CrossEncoder:
         if backend != "auto" and backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {sorted(BACKENDS)} or 'auto'")
         self.device = resolve_device(device)
-        self.max_tokens = check_positive("max_tokens", max_tokens)
+        self.max_tokens = default_max_tokens(self.device) if max_tokens is None else check_positive("max_tokens", max_tokens)
         config_kwargs = dict(config_kwargs or {})
         if num_labels is not None:
             config_kwargs["num_labels"] = check_positive("num_labels", num_labels)

@@ -139,7 +139,12 @@ def cached_export(request: LoadRequest, variant: str) -> Path:
     manifest = read_manifest(folder) if has_complete_export(folder) else None
     if manifest is None or manifest.get("export_config", {}).get("config") != config.to_dict():
         logger.info("exporting %s to OpenVINO (%s) into %s", request.source.name, config.variant, folder)
-        export_openvino(request.source, config, output_dir=folder)
+        try:
+            export_openvino(request.source, config, output_dir=folder)
+        except VerificationFailed as failure:
+            if not request.options.get("allow_unverified"):
+                raise
+            logger.warning("using an unverified OpenVINO export (allow_unverified=True): %s", failure)
     elif not manifest.get("verified") and not request.options.get("allow_unverified"):
         verification = dict(manifest.get("verification") or {})
         verification.pop("bf16_inference", None)

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=None)
     parser.add_argument("--repetitions", type=int, default=3)
-    parser.add_argument("--latency-requests", type=int, default=10)
+    parser.add_argument("--latency-requests", type=int, default=5, help="rank() calls of one query x its documents")
     parser.add_argument("--no-reference", action="store_true", help="skip the sentence-transformers rows")
     parser.add_argument("--out", default=None, help="results folder (default results/<device-slug>)")
     parser.add_argument("--stem", default=None, help="file name stem (default bench or bench-quick)")

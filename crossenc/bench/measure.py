@@ -65,17 +65,20 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure_throughput(score: ScoreFn, pairs: list[tuple[str, str]], real_tokens: int, repetitions: int) -> Throughput:
-    """Warm up on a slice, then time ``repetitions`` full passes over ``pairs``."""
+def measure_throughput(
+    score: ScoreFn, pairs: list[tuple[str, str]], real_tokens: int, repetitions: int
+) -> tuple[Throughput, np.ndarray]:
+    """Warm up on a slice, then time ``repetitions`` full passes; also return the last pass's logits."""
     score(pairs[: min(64, len(pairs))])
     seconds = []
+    logits = np.zeros(0)
     for _ in range(repetitions):
         started = time.perf_counter()
-        score(pairs)
+        logits = score(pairs)
         seconds.append(time.perf_counter() - started)
     rates = [len(pairs) / elapsed for elapsed in seconds]
     median_seconds = statistics.median(seconds)
-    return Throughput(
+    throughput = Throughput(
         pairs_per_s=statistics.median(rates),
         pairs_per_s_min=min(rates),
         pairs_per_s_max=max(rates),
@@ -83,6 +86,7 @@ def measure_throughput(score: ScoreFn, pairs: list[tuple[str, str]], real_tokens
         repetitions=repetitions,
         seconds=seconds,
     )
+    return throughput, logits
 
 
 def measure_rank_latency(rank: Callable[[str, list[str]], object], workload: Workload, requests: int) -> Latency:
