@@ -11,7 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crossenc.exporters.manifest import MANIFEST_NAME, WEIGHT_SUFFIXES
 from crossenc.exporters.verify import VerificationReport
+from crossenc.model_source import ModelSource, resolve_model
+
+COPIED_SUFFIXES = (".json", ".txt", ".model", ".tiktoken")  # tokenizer and config files
 
 
 class VerificationFailed(RuntimeError):
@@ -60,3 +64,35 @@ def atomic_output_dir(target: str | os.PathLike, overwrite: bool = True) -> Iter
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def as_source(model: str | os.PathLike | ModelSource) -> ModelSource:
+    """A ModelSource for a folder, Hub id or 'demo'."""
+    if isinstance(model, ModelSource):
+        return model
+    from crossenc.cli import resolve_model_argument
+
+    name = resolve_model_argument(str(model))
+    return ModelSource(path=resolve_model(name), name=str(model))
+
+
+def copy_support_files(source: ModelSource, target: Path) -> list[str]:
+    """Tokenizer and config files (no weights, no manifest) from the checkpoint root into ``target``."""
+    copied = []
+    suffixes = COPIED_SUFFIXES + ((".py",) if source.trust_remote_code else ())
+    for path in sorted(source.path.iterdir()):
+        wanted = path.suffix in suffixes and path.suffix not in WEIGHT_SUFFIXES and path.name != MANIFEST_NAME
+        if path.is_file() and wanted:
+            shutil.copy2(path, target / path.name)
+            copied.append(path.name)
+    return copied
+
+
+def artifact_encoder(path: Path, source: ModelSource, **kwargs: Any):
+    """A CrossEncoder over ``path`` loaded with the source's trust and tokenizer/config settings."""
+    from crossenc import CrossEncoder
+
+    return CrossEncoder(
+        str(path), trust_remote_code=source.trust_remote_code, allow_pickle=source.allow_pickle,
+        config_kwargs=dict(source.config_kwargs), tokenizer_kwargs=dict(source.tokenizer_kwargs), **kwargs,
+    )

@@ -25,10 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crossenc.exporters.base import ExportResult, VerificationFailed, atomic_output_dir
-from crossenc.exporters.manifest import MANIFEST_NAME, WEIGHT_SUFFIXES, tool_versions, write_manifest
+from crossenc.exporters.base import (
+    ExportResult,
+    VerificationFailed,
+    artifact_encoder,
+    as_source,
+    atomic_output_dir,
+    copy_support_files,
+)
+from crossenc.exporters.manifest import MANIFEST_NAME, tool_versions, write_manifest
 from crossenc.exporters.verify import TOLERANCES, Tolerance, VerificationReport
-from crossenc.model_source import ModelSource, resolve_model
+from crossenc.model_source import ModelSource
 from crossenc.optional import require
 
 logger = logging.getLogger(__name__)
@@ -43,7 +50,6 @@ ORT_MODEL_TYPES = {
     "electra": "bert", "albert": "bert", "mpnet": "bert", "ernie": "bert", "deberta": "bert", "deberta-v2": "bert",
     "big_bird": "bert",
 }
-COPIED_SUFFIXES = (".json", ".txt", ".model", ".tiktoken")  # tokenizer and config files
 FP16_EXTRA_BLOCKED_OPS = ("LayerNormalization", "Softmax")  # unfused stragglers stay fp32 in O4
 
 
@@ -126,13 +132,6 @@ def config_for_variant(variant: str, device: str = "cpu", **overrides: Any) -> O
 
 
 # --------------------------------------------------------------------------- steps
-def as_source(model: str | os.PathLike | ModelSource) -> ModelSource:
-    if isinstance(model, ModelSource):
-        return model
-    from crossenc.cli import resolve_model_argument
-
-    name = resolve_model_argument(str(model))
-    return ModelSource(path=resolve_model(name), name=str(model))
 
 
 def torch_export(source: ModelSource, hf_config, target: Path, opset: int, dynamo: bool) -> dict[str, Any]:
@@ -202,15 +201,6 @@ def optimize_graph(source_file: Path, target: Path, level: str, hf_config, use_g
     return {"level": level, "ort_model_type": ort_type, "only_onnxruntime": only_onnxruntime, "fused_operators": fused}
 
 
-def copy_support_files(source: ModelSource, target: Path) -> list[str]:
-    """Tokenizer and config files (no weights, no manifest) from the checkpoint root into ``target``."""
-    copied = []
-    suffixes = COPIED_SUFFIXES + ((".py",) if source.trust_remote_code else ())
-    for path in sorted(source.path.iterdir()):
-        if path.is_file() and path.suffix in suffixes and path.suffix not in WEIGHT_SUFFIXES and path.name != MANIFEST_NAME:
-            shutil.copy2(path, target / path.name)
-            copied.append(path.name)
-    return copied
 
 
 def build_graph(source: ModelSource, config: OnnxExportConfig, target: Path, workdir: Path) -> dict[str, Any]:
@@ -233,13 +223,6 @@ def build_graph(source: ModelSource, config: OnnxExportConfig, target: Path, wor
 
 
 # --------------------------------------------------------------------------- verification
-def _encoder(path: Path, source: ModelSource, **kwargs: Any):
-    from crossenc import CrossEncoder
-
-    return CrossEncoder(
-        str(path), trust_remote_code=source.trust_remote_code, allow_pickle=source.allow_pickle,
-        config_kwargs=dict(source.config_kwargs), tokenizer_kwargs=dict(source.tokenizer_kwargs), **kwargs,
-    )
 
 
 def verify_artifact(source: ModelSource, folder: Path, config: OnnxExportConfig) -> VerificationReport:
@@ -249,9 +232,9 @@ def verify_artifact(source: ModelSource, folder: Path, config: OnnxExportConfig)
     verification_set = (
         load_verification_file(config.verification_file) if config.verification_file else default_verification_set()
     )
-    reference = _encoder(source.path, source, backend="torch", variant="eager", device=config.device,
+    reference = artifact_encoder(source.path, source, backend="torch", variant="eager", device=config.device,
                          model_kwargs=dict(source.model_kwargs))
-    candidate = _encoder(folder, source, backend="onnx", variant=config.variant, device=config.device,
+    candidate = artifact_encoder(folder, source, backend="onnx", variant=config.variant, device=config.device,
                          backend_kwargs={"file_name": config.file_name})
     return verify_encoder(
         reference, candidate, verification_set, config.effective_tolerance(), f"onnx {config.variant}",

@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import random
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +39,17 @@ from typing import Any
 
 import numpy as np
 
-from crossenc.exporters.base import ExportResult, VerificationFailed, atomic_output_dir
-from crossenc.exporters.manifest import MANIFEST_NAME, WEIGHT_SUFFIXES, tool_versions, write_manifest
+from crossenc.exporters.base import (
+    ExportResult,
+    VerificationFailed,
+    artifact_encoder,
+    as_source,
+    atomic_output_dir,
+    copy_support_files,
+)
+from crossenc.exporters.manifest import MANIFEST_NAME, tool_versions, write_manifest
 from crossenc.exporters.verify import TOLERANCES, Tolerance, VerificationReport, VerificationSet, compare_logits
-from crossenc.model_source import ModelSource, position_limit, resolve_model
+from crossenc.model_source import ModelSource, position_limit
 from crossenc.optional import require
 
 logger = logging.getLogger(__name__)
@@ -51,7 +57,6 @@ logger = logging.getLogger(__name__)
 IR_NAME = "openvino_model.xml"
 QUANTIZE_CHOICES = (None, "int8")
 DEFAULT_SUBSET_SIZE = 300  # calibration pairs (one pair per NNCF sample: no padding in the statistics)
-COPIED_SUFFIXES = (".json", ".txt", ".model", ".tiktoken")  # tokenizer and config files
 # MatMul groups that int8 may leave in float, found from the graph's structure (any encoder):
 # head = after the last LayerNorm (pooler, classifier); ffn_output = fed by the FFN activation
 # (its outliers hurt most); attention_output = fed by the attention result.
@@ -119,14 +124,6 @@ class OpenVINOExportConfig:
 
 
 # --------------------------------------------------------------------------- conversion
-def as_source(model: str | os.PathLike | ModelSource) -> ModelSource:
-    """A ModelSource for a folder, Hub id or 'demo'."""
-    if isinstance(model, ModelSource):
-        return model
-    from crossenc.cli import resolve_model_argument
-
-    name = resolve_model_argument(str(model))
-    return ModelSource(path=resolve_model(name), name=str(model))
 
 
 def input_names(source: ModelSource) -> list[str]:
@@ -270,16 +267,6 @@ def quantize_int8(
 
 
 # --------------------------------------------------------------------------- files
-def copy_support_files(source: ModelSource, target: Path) -> list[str]:
-    """Tokenizer and config files (no weights, no manifest) from the checkpoint root into ``target``."""
-    copied = []
-    suffixes = COPIED_SUFFIXES + ((".py",) if source.trust_remote_code else ())
-    for path in sorted(source.path.iterdir()):
-        wanted = path.suffix in suffixes and path.suffix not in WEIGHT_SUFFIXES and path.name != MANIFEST_NAME
-        if path.is_file() and wanted:
-            shutil.copy2(path, target / path.name)
-            copied.append(path.name)
-    return copied
 
 
 def build_ir(source: ModelSource, config: OpenVINOExportConfig, target: Path) -> dict[str, Any]:
@@ -298,13 +285,6 @@ def build_ir(source: ModelSource, config: OpenVINOExportConfig, target: Path) ->
 
 
 # --------------------------------------------------------------------------- verification
-def _encoder(path: Path, source: ModelSource, **kwargs: Any):
-    from crossenc import CrossEncoder
-
-    return CrossEncoder(
-        str(path), trust_remote_code=source.trust_remote_code, allow_pickle=source.allow_pickle,
-        config_kwargs=dict(source.config_kwargs), tokenizer_kwargs=dict(source.tokenizer_kwargs), **kwargs,
-    )
 
 
 def _raw_logits(encoder, verification_set: VerificationSet) -> np.ndarray:
@@ -323,12 +303,12 @@ def verify_artifact(
     verification_set = (
         load_verification_file(config.verification_file) if config.verification_file else default_verification_set()
     )
-    reference = _encoder(source.path, source, backend="torch", variant="eager", device="cpu",
+    reference = artifact_encoder(source.path, source, backend="torch", variant="eager", device="cpu",
                          model_kwargs=dict(source.model_kwargs))
     reference_logits = _raw_logits(reference, verification_set)
 
     def check(variant: str, tolerance: Tolerance) -> VerificationReport:
-        candidate = _encoder(folder, source, backend="openvino", variant=variant, device="cpu",
+        candidate = artifact_encoder(folder, source, backend="openvino", variant=variant, device="cpu",
                              max_length=reference.max_length, backend_kwargs={"file_name": IR_NAME})
         report = compare_logits(reference_logits, _raw_logits(candidate, verification_set), verification_set.groups,
                                 tolerance, f"openvino {config.variant} ({variant} inference)", verification_set.source)
