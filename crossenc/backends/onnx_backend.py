@@ -197,32 +197,15 @@ def _graph_opset(path: Path) -> int | None:
 
 def _cached_export(request: LoadRequest, variant: str) -> Path:
     """Reuse a complete, matching export in the cache, else export (and verify) into it."""
-    from crossenc.exporters.base import VerificationFailed
-    from crossenc.exporters.locate import export_cache_dir, has_complete_export
+    from crossenc.exporters.locate import ensure_export, export_cache_dir
     from crossenc.exporters.onnx import config_for_variant, export_onnx
-    from crossenc.exporters.verify import VerificationReport
 
     config = config_for_variant(variant, request.device, **dict(request.options.get("export") or {}))
     folder = export_cache_dir(request.source, "onnx", variant)
-    manifest = read_manifest(folder) if has_complete_export(folder) else None
-    if manifest is None or manifest.get("export_config", {}).get("config") != config.to_dict():
-        logger.info("exporting %s to ONNX (%s) into %s", request.source.name, variant, folder)
-        try:
-            export_onnx(request.source, config, output_dir=folder)
-        except VerificationFailed as failure:
-            if not request.options.get("allow_unverified"):
-                raise
-            logger.warning("using an unverified ONNX export (allow_unverified=True): %s", failure)
-        manifest = read_manifest(folder)
-    elif not manifest.get("verified") and not request.options.get("allow_unverified"):
-        report = VerificationReport(**manifest["verification"]) if manifest.get("verification") else None
-        failures = "; ".join(report.failures) if report else "verification was skipped"
-        raise VerificationFailed(
-            f"the cached ONNX export {folder} failed verification ({failures}); delete it to re-export, or pass "
-            "backend_kwargs={'allow_unverified': True} to use it anyway",
-            report,  # type: ignore[arg-type]
-            folder,
-        )
+    manifest = ensure_export(
+        folder, config.to_dict(), lambda: export_onnx(request.source, config, output_dir=folder),
+        bool(request.options.get("allow_unverified")), f"ONNX export ({variant})",
+    )
     return folder / manifest["export_config"]["file"]
 
 

@@ -41,7 +41,6 @@ from crossenc.exporters.manifest import (
     ArtifactIntegrityError,
     UnverifiedArtifactWarning,
     check_manifest,
-    read_manifest,
 )
 from crossenc.hardware import has_cpu_bf16
 from crossenc.optional import require
@@ -127,35 +126,17 @@ def _check_exportable(folder: Path, variant: str) -> None:
 
 def cached_export(request: LoadRequest, variant: str) -> Path:
     """Reuse a complete, matching export in the cache, else export (and verify) into it."""
-    from crossenc.exporters.base import VerificationFailed
-    from crossenc.exporters.locate import export_cache_dir, has_complete_export
+    from crossenc.exporters.locate import ensure_export, export_cache_dir
     from crossenc.exporters.openvino import IR_NAME, OpenVINOExportConfig, export_openvino
-    from crossenc.exporters.verify import VerificationReport
 
     kind = variant_kind(variant)
     fields = dict(request.options.get("export") or {})
     config = OpenVINOExportConfig(**{**fields, "quantize": kind if kind == "int8" else None})
     folder = export_cache_dir(request.source, "openvino", config.variant)
-    manifest = read_manifest(folder) if has_complete_export(folder) else None
-    if manifest is None or manifest.get("export_config", {}).get("config") != config.to_dict():
-        logger.info("exporting %s to OpenVINO (%s) into %s", request.source.name, config.variant, folder)
-        try:
-            export_openvino(request.source, config, output_dir=folder)
-        except VerificationFailed as failure:
-            if not request.options.get("allow_unverified"):
-                raise
-            logger.warning("using an unverified OpenVINO export (allow_unverified=True): %s", failure)
-    elif not manifest.get("verified") and not request.options.get("allow_unverified"):
-        verification = dict(manifest.get("verification") or {})
-        verification.pop("bf16_inference", None)
-        report = VerificationReport(**verification) if verification else None
-        failures = "; ".join(report.failures) if report else "verification was skipped"
-        raise VerificationFailed(
-            f"the cached OpenVINO export {folder} failed verification ({failures}); delete it to re-export, or pass "
-            "backend_kwargs={'allow_unverified': True} to use it anyway",
-            report,  # type: ignore[arg-type]
-            folder,
-        )
+    ensure_export(
+        folder, config.to_dict(), lambda: export_openvino(request.source, config, output_dir=folder),
+        bool(request.options.get("allow_unverified")), f"OpenVINO export ({config.variant})",
+    )
     return folder / IR_NAME
 
 
