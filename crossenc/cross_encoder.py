@@ -22,11 +22,19 @@ import torch
 from tqdm.auto import tqdm
 
 from crossenc.backends import BACKENDS, LoadRequest, backend_loader, check_variant
-from crossenc.batching import PaddingStats, default_max_tokens, encode_pairs, iter_batches, pair_tokenizer
+from crossenc.batching import (
+    EncodedPairs,
+    PaddingStats,
+    default_max_tokens,
+    encode_pairs,
+    iter_batches,
+    pair_tokenizer,
+)
 from crossenc.inputs import check_positive, check_rank_inputs, normalize_pairs
 from crossenc.model_source import ModelSource, default_max_length, position_limit, resolve_model
 from crossenc.predictor import Predictor
 from crossenc.scores import activation_path, logits_to_scores, rank_order, resolve_activation
+from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS, should_tokenize_ahead, tokenize_ahead
 
 
 def resolve_device(device: str | None) -> str:
@@ -49,7 +57,14 @@ class CrossEncoder:
     Drop-in for ``sentence_transformers.CrossEncoder``: same ``predict`` / ``rank`` inputs,
     outputs and defaults, on the backend and variant you choose (``backend="auto"`` uses the
     fastest one measured on this machine by ``crossenc autotune``).
+
+    Beyond sentence-transformers' arguments: ``backend``/``variant``/``backend_kwargs`` pick the
+    predictor; ``max_tokens`` caps tokens per batch; ``accuracy`` is the ``backend="auto"`` tier;
+    ``tokenize_ahead`` (None = on for accelerators) tokenizes the next ``tokenize_ahead_chunk``
+    pairs on a worker thread while the current ones are scored.
     """
+
+    tokenize_ahead_chunk: int = DEFAULT_CHUNK_PAIRS
 
     def __init__(
         self,
@@ -73,6 +88,7 @@ class CrossEncoder:
         backend_kwargs: dict[str, Any] | None = None,
         max_tokens: int | None = None,
         accuracy: str | None = None,
+        tokenize_ahead: bool | None = None,
     ) -> None:
         if not isinstance(backend, str):
             raise TypeError(f"backend must be a str, got {type(backend).__name__}")
@@ -80,6 +96,9 @@ class CrossEncoder:
             raise ValueError(f"unknown backend {backend!r}; choose one of {sorted(BACKENDS)} or 'auto'")
         self.device = resolve_device(device)
         self.max_tokens = default_max_tokens(self.device) if max_tokens is None else check_positive("max_tokens", max_tokens)
+        if tokenize_ahead is not None and not isinstance(tokenize_ahead, bool):
+            raise TypeError(f"tokenize_ahead must be True, False or None (auto), got {tokenize_ahead!r}")
+        self.tokenize_ahead = tokenize_ahead
         config_kwargs = dict(config_kwargs or {})
         if num_labels is not None:
             config_kwargs["num_labels"] = check_positive("num_labels", num_labels)
@@ -164,23 +183,31 @@ class CrossEncoder:
         logits = np.zeros((len(pairs), self.num_labels), dtype=np.float32)
         if not pairs:
             return logits
-        with self._tokenizer_lock:
-            encoded = encode_pairs(self._pair_tokenizer, pairs, self.max_length, self.uses_token_type_ids)
+        chunk = self.tokenize_ahead_chunk
+        if should_tokenize_ahead(self.tokenize_ahead, str(self.predictor.info.device), len(pairs), chunk):
+            chunks = tokenize_ahead(self._encode, pairs, chunk)  # chunk k+1 tokenizes while chunk k runs
+        else:
+            chunks = iter([(0, self._encode(pairs))])
         stats = PaddingStats()
-        batches = iter_batches(
-            encoded,
-            self.predictor.info,
-            batch_size=batch_size,
-            max_tokens=self.max_tokens,
-            pad_token_id=self.pad_token_id,
-        )
         lock = contextlib.nullcontext() if self.predictor.info.thread_safe else self._predict_lock
         with tqdm(total=len(pairs), desc="Scoring", unit="pair", disable=not show_progress_bar) as progress, lock:
-            for indices, batch_logits in self._run_batches(batches, stats):
-                logits[indices] = batch_logits
-                progress.update(len(indices))
+            for offset, encoded in chunks:
+                batches = iter_batches(
+                    encoded,
+                    self.predictor.info,
+                    batch_size=batch_size,
+                    max_tokens=self.max_tokens,
+                    pad_token_id=self.pad_token_id,
+                )
+                for indices, batch_logits in self._run_batches(batches, stats):
+                    logits[offset + indices] = batch_logits
+                    progress.update(len(indices))
         self.last_padding = stats
         return logits
+
+    def _encode(self, pairs: list[tuple[str, str]]) -> EncodedPairs:
+        with self._tokenizer_lock:
+            return encode_pairs(self._pair_tokenizer, pairs, self.max_length, self.uses_token_type_ids)
 
     def _run_batches(self, batches, stats: PaddingStats):
         """Yield ``(indices, logits)``; backends with ``predict_many`` keep several batches in flight."""

@@ -1,19 +1,26 @@
-"""PyTorch backend: eager, SDPA, torch.compile, bf16/fp16, int8 (torchao), packed variants."""
+"""PyTorch backend: eager, SDPA, torch.compile, bf16/fp16, int8 (torchao), packed variants.
+
+Option (``backend_kwargs``): ``in_flight`` (1) batches queued on a CUDA device before the oldest
+one's logits are read (see :mod:`crossenc.backends.in_flight`); 1 until measured faster on a GPU.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
 from crossenc.backends import LoadRequest
+from crossenc.backends.in_flight import check_depth, run_in_flight
 from crossenc.hardware import has_cpu_bf16, physical_cores
 from crossenc.optional import require
 from crossenc.predictor import PredictorInfo, TokenBatch
 
+DEFAULT_IN_FLIGHT = 1  # >1 only pays on CUDA; kept at 1 until crossenc.bench.gpu_check measures it
 COMPILE_BUCKET_STEP = 16  # torch.compile pads lengths to multiples of this: few shapes, no recompile storms
 _threads_lock = threading.Lock()
 
@@ -34,11 +41,13 @@ class TorchPredictor:
         module: torch.nn.Module,
         info: PredictorInfo,
         autocast_dtype: torch.dtype | None = None,
+        in_flight: int = 1,
     ) -> None:
         self.module = module
         self.info = info
         self.device = torch.device(info.device)
         self.autocast_dtype = autocast_dtype
+        self.in_flight = in_flight
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -54,12 +63,19 @@ class TorchPredictor:
             inputs["token_type_ids"] = torch.from_numpy(batch.token_type_ids).to(self.device, non_blocking=True)
         return inputs
 
-    @torch.inference_mode()
-    def predict_logits(self, batch: TokenBatch) -> np.ndarray:
+    def _launch(self, batch: TokenBatch) -> torch.Tensor:
         with self._autocast():
             output = self.module(**self._inputs(batch))
-        logits = output["logits"] if isinstance(output, dict) else output.logits
-        return logits.float().cpu().numpy()
+        return output["logits"] if isinstance(output, dict) else output.logits
+
+    @torch.inference_mode()
+    def predict_logits(self, batch: TokenBatch) -> np.ndarray:
+        return self._launch(batch).float().cpu().numpy()
+
+    @torch.inference_mode()
+    def predict_many(self, batches: Iterable[TokenBatch]) -> Iterator[np.ndarray]:
+        """Logits per batch, in order; on CUDA with ``in_flight`` > 1 the next batch launches before this one is read."""
+        yield from run_in_flight(self._launch, batches, self.device, self.in_flight)
 
 
 def _compile_buckets(max_length: int) -> tuple[int, ...]:
@@ -123,6 +139,8 @@ def load(request: LoadRequest) -> TorchPredictor:
         module = torch.compile(model, dynamic=True)
         bucket_lengths = _compile_buckets(request.max_length)
         details["compile"] = "inductor, dynamic batch and length, lengths bucketed by %d" % COMPILE_BUCKET_STEP
+    in_flight = check_depth(request.options.get("in_flight", DEFAULT_IN_FLIGHT))
+    details["in_flight"] = in_flight
     info = PredictorInfo(
         backend="torch",
         variant=variant,
@@ -135,7 +153,7 @@ def load(request: LoadRequest) -> TorchPredictor:
         thread_safe=variant not in ("compile", "int8"),
         details=details,
     )
-    predictor = TorchPredictor(module, info, autocast_dtype=autocast_dtype)
+    predictor = TorchPredictor(module, info, autocast_dtype=autocast_dtype, in_flight=in_flight)
     if bucket_lengths:
         _warm_up(predictor, bucket_lengths)
     return predictor

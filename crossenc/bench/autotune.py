@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crossenc.bench.results import atomic_write
 from crossenc.exporters.manifest import source_weights_hash
 from crossenc.hardware import fingerprint_hash
 from crossenc.model_source import ModelSource
@@ -82,10 +81,7 @@ def save_profile(source: ModelSource, device: str, result: dict[str, Any]) -> Pa
             for row in result["rows"]
         ],
     }
-    handle, temporary = tempfile.mkstemp(prefix=".profile.", dir=path.parent)
-    with os.fdopen(handle, "w") as stream:
-        json.dump(profile, stream, indent=2)
-    os.replace(temporary, path)
+    atomic_write(path, json.dumps(profile, indent=2).encode())
     return path
 
 

@@ -14,8 +14,12 @@ Needs torch with CUDA. Every row is appended to ``<out>/gpu_check.json`` as soon
 measured (a timeout still leaves the rows done so far) and ``<out>/gpu_check.md`` is
 rewritten with them. A row that fails records its error string instead of stopping the run.
 Rows: crossenc torch sdpa fp32 (the score reference), sentence-transformers CrossEncoder fp16
-at batch 32 and 128, crossenc sdpa fp16/bf16, packed-fp16 with and without Triton kernels and
-CUDA graphs, packed-bf16, packed fp32, a Triton kernel self-check, ONNX Runtime CUDA fp16.
+at batch 32 and 128, the host's tokenization alone (the end-to-end ceiling), packed-fp16 +
+Triton + CUDA graphs with 1 or 2 batches in flight, pre-tokenized (the device-side ceiling) and
+without tokenize-ahead, crossenc sdpa fp16 (1 or 2 in flight) and bf16, packed-fp16 with and
+without Triton kernels and CUDA graphs, packed-bf16, packed fp32, a Triton kernel self-check,
+ONNX Runtime CUDA fp16. crossenc rows on CUDA tokenize ahead (chunks of 2048 pairs) unless
+the row says otherwise.
 Throughput: one warm-up pass over each pair set, then ``--reps`` timed passes, median.
 """
 
@@ -34,11 +38,15 @@ from typing import Any
 
 import numpy as np
 
+from crossenc.bench.results import atomic_write
+
 CROSSENC_BATCH = 256
 PADDED_MAX_TOKENS = 65536  # 256 x 256 padded tokens
 PACKED_MAX_TOKENS = 32768  # real tokens; equals the largest CUDA-graph bucket
 MIN_SECONDS_FOR_ROW = 25
 BASELINE_ROW = "sentence-transformers fp16 b32"
+HOST_TOKENIZER_ROW = "host tokenization only"
+KERNEL_CHECK_ROW = "triton kernel self-check"
 
 Scorer = Callable[[list[tuple[str, str]]], np.ndarray]
 
@@ -55,8 +63,8 @@ class Recorder:
     def add(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
         payload = {"environment": self.environment, "rows": self.rows}
-        (self.out / "gpu_check.json").write_text(json.dumps(payload, indent=2, default=str))
-        (self.out / "gpu_check.md").write_text(self.markdown())
+        atomic_write(self.out / "gpu_check.json", json.dumps(payload, indent=2, default=str).encode())
+        atomic_write(self.out / "gpu_check.md", self.markdown().encode())
         status = row.get("error") or f"{row.get('pairs_per_s', 0):.0f} pairs/s, max diff {row.get('max_abs_diff')}"
         print(f"[{row['elapsed_s']:6.1f}s] {row['name']}: {status}", flush=True)
 
@@ -118,16 +126,71 @@ def measure(score: Scorer, small: list, big: list, reps: int) -> dict[str, Any]:
     return {"scores": scores, "seconds": seconds, "pairs_per_s": len(big) / median, "pairs": len(big)}
 
 
-def crossenc_scorer(path: Path, variant: str, options: dict, batch_size: int, max_tokens: int, backend="torch"):
+def crossenc_scorer(
+    path: Path,
+    variant: str,
+    options: dict,
+    batch_size: int,
+    max_tokens: int,
+    backend: str = "torch",
+    tokenize_ahead: bool | None = None,
+):
     import torch
 
     from crossenc import CrossEncoder
 
     encoder = CrossEncoder(
-        str(path), backend=backend, variant=variant, device="cuda", backend_kwargs=options, max_tokens=max_tokens
+        str(path), backend=backend, variant=variant, device="cuda", backend_kwargs=options, max_tokens=max_tokens,
+        tokenize_ahead=tokenize_ahead,
     )
     identity = torch.nn.Identity()  # compare raw logits: sigmoid scores near 0 or 1 hide differences
     return (lambda pairs: encoder.predict(pairs, batch_size=batch_size, activation_fn=identity)), encoder.info()
+
+
+def pretokenized_scorer(path: Path, variant: str, options: dict, batch_size: int, max_tokens: int):
+    """Device-side ceiling: each pair list is tokenized once (in the untimed first call), then only batched and run."""
+    from crossenc import CrossEncoder
+    from crossenc.batching import PaddingStats, iter_batches
+
+    encoder = CrossEncoder(str(path), variant=variant, device="cuda", backend_kwargs=options, max_tokens=max_tokens)
+    encodings: dict[int, Any] = {}
+
+    def score(pairs: list) -> np.ndarray:
+        encoded = encodings.setdefault(id(pairs), encoder._encode(pairs))
+        logits = np.zeros((len(pairs), encoder.num_labels), dtype=np.float32)
+        info = encoder.predictor.info
+        batches = iter_batches(encoded, info, batch_size=batch_size, max_tokens=max_tokens,
+                               pad_token_id=encoder.pad_token_id)
+        for indices, batch_logits in encoder._run_batches(batches, PaddingStats()):
+            logits[indices] = batch_logits
+        return logits
+
+    return score, encoder.info()
+
+
+def tokenizer_only_row(path: Path, pairs: list, reps: int, started: float) -> dict[str, Any]:
+    """Host ceiling: pairs/s of crossenc's tokenization (Rust, all cores) on the throughput set."""
+    import os
+
+    from crossenc import CrossEncoder
+
+    row: dict[str, Any] = {"name": HOST_TOKENIZER_ROW}
+    try:
+        encoder = CrossEncoder(str(path), device="cpu")
+        encoder._encode(pairs)
+        seconds = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            encoder._encode(pairs)
+            seconds.append(time.perf_counter() - start)
+        row.update({"seconds": seconds, "pairs": len(pairs), "pairs_per_s": len(pairs) / statistics.median(seconds)})
+        row["details"] = {"cpu_count": os.cpu_count(), "tokenizers_parallelism": os.environ.get(
+            "TOKENIZERS_PARALLELISM", "unset")}
+    except Exception as error:
+        row["error"] = f"{type(error).__name__}: {error}"
+        row["traceback"] = traceback.format_exc(limit=6)
+    row["elapsed_s"] = round(time.perf_counter() - started, 1)
+    return row
 
 
 def sentence_transformers_scorer(path: Path, batch_size: int):
@@ -179,15 +242,30 @@ def row_plan(path: Path) -> list[tuple[str, Callable[[], tuple[Scorer, dict]] | 
 
     graphs = {"cuda_graphs": True, "graph_max_tokens": PACKED_MAX_TOKENS}
     triton_graphs = {"use_triton": True, **graphs}
+    queued = {**triton_graphs, "in_flight": 2}
+
+    def fields(base: dict, **extra) -> dict:
+        return {**base, **extra}
+
     return [
         ("crossenc torch sdpa fp32", torch_row("sdpa", {}, padded), padded),
         ("sentence-transformers fp16 b32", lambda: sentence_transformers_scorer(path, 32), {"batch_size": 32}),
+        (HOST_TOKENIZER_ROW, None, {}),  # run by tokenizer_only_row
+        ("crossenc packed-fp16 + triton + graphs", torch_row("packed-fp16", triton_graphs, packed), packed),
+        ("crossenc packed-fp16 + triton + graphs + in_flight 2", torch_row("packed-fp16", queued, packed),
+         fields(packed, in_flight=2)),
+        ("crossenc packed-fp16 + triton + graphs + in_flight 2, pre-tokenized",
+         lambda: pretokenized_scorer(path, "packed-fp16", queued, CROSSENC_BATCH, PACKED_MAX_TOKENS),
+         fields(packed, in_flight=2, pretokenized=True)),
+        ("crossenc packed-fp16 + triton + graphs, tokenize_ahead off",
+         lambda: crossenc_scorer(path, "packed-fp16", triton_graphs, CROSSENC_BATCH, PACKED_MAX_TOKENS,
+                                 tokenize_ahead=False), fields(packed, tokenize_ahead=False)),
         ("crossenc torch fp16", torch_row("fp16", {}, padded), padded),
+        ("crossenc torch fp16 + in_flight 2", torch_row("fp16", {"in_flight": 2}, padded), fields(padded, in_flight=2)),
         ("crossenc packed-fp16", torch_row("packed-fp16", {}, packed), packed),
         ("crossenc packed-fp16 + graphs", torch_row("packed-fp16", graphs, packed), packed),
-        ("triton kernel self-check", None, {}),  # run by kernel_check_row
+        (KERNEL_CHECK_ROW, None, {}),  # run by kernel_check_row
         ("crossenc packed-fp16 + triton", torch_row("packed-fp16", {"use_triton": True}, packed), packed),
-        ("crossenc packed-fp16 + triton + graphs", torch_row("packed-fp16", triton_graphs, packed), packed),
         ("sentence-transformers fp16 b128", lambda: sentence_transformers_scorer(path, 128), {"batch_size": 128}),
         ("crossenc torch bf16", torch_row("bf16", {}, padded), padded),
         ("crossenc torch fp16 b32", torch_row("fp16", {}, {"batch_size": 32, "max_tokens": 16384}),
@@ -261,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
             recorder.add({"name": name, "error": "skipped: deadline", "elapsed_s": elapsed})
             continue
         if factory is None:
-            recorder.add(kernel_check_row(started))
+            recorder.add(kernel_check_row(started) if name == KERNEL_CHECK_ROW
+                         else tokenizer_only_row(path, big, args.reps, started))
             continue
         row = run_row(name, factory, fields, small, big, args.reps, reference, started)
         scores = row.pop("scores", None)
@@ -272,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def kernel_check_row(started: float) -> dict[str, Any]:
-    row: dict[str, Any] = {"name": "triton kernel self-check"}
+    row: dict[str, Any] = {"name": KERNEL_CHECK_ROW}
     try:
         row["kernel_max_abs_diff"] = triton_self_check()
         row["details"] = {k: f"{v:.1e}" for k, v in row["kernel_max_abs_diff"].items()}

@@ -17,7 +17,8 @@ def results_dir(device: str, root: Path = RESULTS_ROOT) -> Path:
     return root / device_slug(device)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(handle, "wb") as stream:
@@ -93,8 +94,8 @@ def plot(result: dict[str, Any], path: Path) -> bool:
 def write_result(result: dict[str, Any], folder: Path, stem: str = "bench") -> dict[str, Path]:
     """``<stem>.json``, ``<stem>.md`` and ``<stem>.png`` in ``folder``; returns their paths."""
     paths = {"json": folder / f"{stem}.json", "md": folder / f"{stem}.md", "png": folder / f"{stem}.png"}
-    _atomic_write(paths["json"], json.dumps(result, indent=2).encode())
-    _atomic_write(paths["md"], markdown_table(result).encode())
+    atomic_write(paths["json"], json.dumps(result, indent=2).encode())
+    atomic_write(paths["md"], markdown_table(result).encode())
     if not plot(result, paths["png"]):
         paths.pop("png")
     return paths

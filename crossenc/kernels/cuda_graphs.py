@@ -82,7 +82,7 @@ class CudaGraphRunner:
         if entry is None:
             return None
         for name, array in self._host_inputs(tokens, bucket).items():
-            entry.inputs[name].copy_(torch.from_numpy(array), non_blocking=False)
+            entry.inputs[name].copy_(torch.from_numpy(array), non_blocking=True)  # stream-ordered after earlier replays
         entry.graph.replay()
         return entry.logits[: len(tokens.lengths)]
 

@@ -8,17 +8,20 @@ It receives the usual padded :class:`TokenBatch`, drops the padding, runs
 ``use_triton`` (False) Triton bias+GELU, residual+LayerNorm and attention kernels on CUDA;
 ``cuda_graphs`` (False) replay one CUDA graph per token bucket; ``attention`` (None) force an
 implementation from ``crossenc.kernels.attention.ATTENTION``; ``graph_max_tokens`` (32768)
-largest graph bucket; ``graph_max_batch`` (256) most sequences per graph batch.
+largest graph bucket; ``graph_max_batch`` (256) most sequences per graph batch; ``in_flight`` (1)
+batches queued on the GPU before the oldest one's logits are read (:mod:`crossenc.backends.in_flight`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
 from crossenc.backends import LoadRequest
+from crossenc.backends.in_flight import check_depth, run_in_flight
 from crossenc.hardware import has_cpu_bf16
 from crossenc.kernels.attention import AttentionChoice, VarlenBatch, select_attention
 from crossenc.kernels.cuda_graphs import CudaGraphRunner, token_buckets
@@ -39,6 +42,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "attention": None,
     "graph_max_tokens": 32768,
     "graph_max_batch": 256,
+    "in_flight": 1,  # kept at 1 until crossenc.bench.gpu_check measures deeper queues faster
 }
 
 
@@ -52,6 +56,7 @@ class PackedPredictor:
         position_style: str,
         pad_token_id: int,
         graphs: CudaGraphRunner | None = None,
+        in_flight: int = 1,
     ) -> None:
         self.encoder = encoder
         self.info = info
@@ -59,16 +64,25 @@ class PackedPredictor:
         self.position_style = position_style
         self.pad_token_id = pad_token_id
         self.graphs = graphs
+        self.in_flight = in_flight
 
-    @torch.inference_mode()
-    def predict_logits(self, batch: TokenBatch) -> np.ndarray:
+    def _launch(self, batch: TokenBatch) -> torch.Tensor:
         tokens = pack_batch(batch, self.position_style, self.pad_token_id)
         logits = self.graphs.run(tokens) if self.graphs is not None else None
         if logits is None:
             logits = self._eager(tokens)
             if self.graphs is not None and self.graphs.disabled_reason:
                 self.info.details["cuda_graphs"] = f"disabled: {self.graphs.disabled_reason}"
-        return logits.float().cpu().numpy()
+        return logits
+
+    @torch.inference_mode()
+    def predict_logits(self, batch: TokenBatch) -> np.ndarray:
+        return self._launch(batch).float().cpu().numpy()
+
+    @torch.inference_mode()
+    def predict_many(self, batches: Iterable[TokenBatch]) -> Iterator[np.ndarray]:
+        """Logits per batch, in order; on CUDA with ``in_flight`` > 1 the next batch launches before this one is read."""
+        yield from run_in_flight(self._launch, batches, self.device, self.in_flight)
 
     def _eager(self, tokens: PackedTokens) -> torch.Tensor:
         def to_device(array: np.ndarray) -> torch.Tensor:
@@ -88,6 +102,7 @@ def _parse_options(options: dict[str, Any]) -> dict[str, Any]:
     for name in ("graph_max_tokens", "graph_max_batch"):
         if not isinstance(parsed[name], int) or parsed[name] <= 0:
             raise ValueError(f"{name} must be a positive integer, got {parsed[name]!r}")
+    check_depth(parsed["in_flight"])
     return parsed
 
 
@@ -173,6 +188,7 @@ def load_packed(request: LoadRequest) -> PackedPredictor:
         "elementwise": encoder.ops.elementwise,
         "triton": triton_note,
         "cuda_graphs": graph_status,
+        "in_flight": options["in_flight"],
         "torch": torch.__version__,
     }
     if device.type == "cpu":
@@ -189,4 +205,4 @@ def load_packed(request: LoadRequest) -> PackedPredictor:
         thread_safe=graphs is None,
         details=details,
     )
-    return PackedPredictor(encoder, info, architecture.position_style, pad_token_id, graphs)
+    return PackedPredictor(encoder, info, architecture.position_style, pad_token_id, graphs, options["in_flight"])

@@ -1,0 +1,33 @@
+"""The GPU check script's CPU-side parts: its row plan, the host-tokenizer row and the report files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from crossenc.bench import gpu_check
+
+
+def test_row_plan_names_are_unique_and_start_with_the_reference(tiny_model):
+    names = [name for name, _, _ in gpu_check.row_plan(tiny_model)]
+    assert len(names) == len(set(names))
+    assert names[:3] == ["crossenc torch sdpa fp32", gpu_check.BASELINE_ROW, gpu_check.HOST_TOKENIZER_ROW]
+    assert gpu_check.KERNEL_CHECK_ROW in names
+
+
+def test_host_tokenizer_row_measures_pairs_per_second(tiny_model, pairs, tmp_path):
+    row = gpu_check.tokenizer_only_row(tiny_model, pairs, reps=2, started=0.0)
+    assert "error" not in row, row.get("traceback")
+    assert row["pairs"] == len(pairs) and row["pairs_per_s"] > 0 and len(row["seconds"]) == 2
+    recorder = gpu_check.Recorder(tmp_path, {"gpu": "none"})
+    recorder.add(row)
+    assert json.loads((tmp_path / "gpu_check.json").read_text())["rows"][0]["name"] == gpu_check.HOST_TOKENIZER_ROW
+    assert gpu_check.HOST_TOKENIZER_ROW in (tmp_path / "gpu_check.md").read_text()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only refusal")
+def test_refuses_to_run_without_cuda(tmp_path):
+    with pytest.raises(SystemExit, match="CUDA"):
+        gpu_check.main(["--out", str(tmp_path)])
