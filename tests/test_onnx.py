@@ -225,3 +225,20 @@ def test_cli_export_and_failed_verification(tiny_model, tmp_path, monkeypatch, c
     monkeypatch.setitem(TOLERANCES, "fp32", Tolerance(max_abs=1e-12))
     assert main(["export", "onnx", str(tiny_model), str(tmp_path / "cli-bad")]) != 0
     assert "VERIFICATION FAILED" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_excluded_head_stays_float(tiny_model, tmp_path, mode):
+    """quantize_dynamic renames Gemm nodes before matching exclusions: the head must still stay fp32."""
+    import onnx
+
+    config = OnnxExportConfig(optimize="O2", quantize=mode, exclude=("pooler", "classifier"), calibration_queries=2,
+                              verify=False)
+    result = export_onnx(str(tiny_model), config, tmp_path / mode)
+    graph = onnx.load(str(result.path / "model_qint8.onnx")).graph
+    head = [node for node in graph.node if "/pooler/dense/" in node.name or "/classifier/" in node.name]
+    assert head, "the head's nodes were not found by name"
+    quantized = [node.name for node in head if "quant" in node.name.lower() or "Integer" in node.op_type]
+    assert quantized == [], f"{mode}: excluded head nodes were quantized: {quantized}"
+    body = [node for node in graph.node if node.op_type in ("MatMulInteger", "QAttention", "DequantizeLinear")]
+    assert body, f"{mode}: nothing was quantized"

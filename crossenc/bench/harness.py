@@ -6,6 +6,7 @@ import datetime as _dt
 import gc
 import logging
 import sys
+from pathlib import Path
 import time
 import traceback
 from collections.abc import Callable
@@ -257,7 +258,8 @@ def run_bench(
     return {
         "schema_version": SCHEMA_VERSION,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv),
+        "command": " ".join(["crossenc bench", *sys.argv[1:]]) if Path(sys.argv[0]).stem in ("crossenc", "cli")
+        else " ".join(sys.argv),
         "config": asdict(config),
         "machine": fingerprint(config.device),
         "versions": {m: _version(m) for m in ("crossenc", "torch", "transformers", "onnxruntime", "openvino", "nncf", "sentence_transformers", "torchao")},
