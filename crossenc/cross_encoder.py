@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,9 @@ from crossenc.batching import (
 )
 from crossenc.inputs import check_positive, check_rank_inputs, normalize_pairs
 from crossenc.model_source import ModelSource, default_max_length, position_limit, resolve_model
-from crossenc.predictor import Predictor
+from crossenc.predictor import Predictor, TokenBatch
 from crossenc.scores import activation_path, logits_to_scores, rank_order, resolve_activation
-from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS, should_tokenize_ahead, tokenize_ahead
+from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS, TokenizeAhead, should_tokenize_ahead
 
 
 def resolve_device(device: str | None) -> str:
@@ -183,39 +183,48 @@ class CrossEncoder:
         logits = np.zeros((len(pairs), self.num_labels), dtype=np.float32)
         if not pairs:
             return logits
-        chunk = self.tokenize_ahead_chunk
-        if should_tokenize_ahead(self.tokenize_ahead, str(self.predictor.info.device), len(pairs), chunk):
-            chunks = tokenize_ahead(self._encode, pairs, chunk)  # chunk k+1 tokenizes while chunk k runs
-        else:
-            chunks = iter([(0, self._encode(pairs))])
         stats = PaddingStats()
         lock = contextlib.nullcontext() if self.predictor.info.thread_safe else self._predict_lock
-        with tqdm(total=len(pairs), desc="Scoring", unit="pair", disable=not show_progress_bar) as progress, lock:
-            for offset, encoded in chunks:
-                batches = iter_batches(
-                    encoded,
-                    self.predictor.info,
-                    batch_size=batch_size,
-                    max_tokens=self.max_tokens,
-                    pad_token_id=self.pad_token_id,
-                )
-                for indices, batch_logits in self._run_batches(batches, stats):
-                    logits[offset + indices] = batch_logits
-                    progress.update(len(indices))
+        # Tokenizing starts here, before the predict lock: other callers' scoring overlaps it.
+        with self._chunks(pairs) as chunks, lock, tqdm(
+            total=len(pairs), desc="Scoring", unit="pair", disable=not show_progress_bar
+        ) as progress:
+            for indices, batch_logits in self._run_batches(self._batches(chunks, batch_size), stats):
+                logits[indices] = batch_logits
+                progress.update(len(indices))
         self.last_padding = stats
         return logits
+
+    def _chunks(self, pairs: list[tuple[str, str]]) -> TokenizeAhead | contextlib.nullcontext:
+        """``(offset, EncodedPairs)`` chunks: several tokenized ahead on a worker, or one tokenized now."""
+        chunk = self.tokenize_ahead_chunk
+        if should_tokenize_ahead(self.tokenize_ahead, str(self.predictor.info.device), len(pairs), chunk):
+            return TokenizeAhead(self._encode, pairs, chunk)
+        return contextlib.nullcontext([(0, self._encode(pairs))])
+
+    def _batches(self, chunks, batch_size: int) -> Iterator[tuple[np.ndarray, TokenBatch]]:
+        """One stream of ``(input indices, batch)`` over all chunks: in-flight queues never drain between chunks."""
+        for offset, encoded in chunks:
+            for indices, batch in iter_batches(
+                encoded,
+                self.predictor.info,
+                batch_size=batch_size,
+                max_tokens=self.max_tokens,
+                pad_token_id=self.pad_token_id,
+            ):
+                yield offset + indices, batch
 
     def _encode(self, pairs: list[tuple[str, str]]) -> EncodedPairs:
         with self._tokenizer_lock:
             return encode_pairs(self._pair_tokenizer, pairs, self.max_length, self.uses_token_type_ids)
 
-    def _run_batches(self, batches, stats: PaddingStats):
+    def _run_batches(self, batches, stats: PaddingStats) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(indices, logits)``; backends with ``predict_many`` keep several batches in flight."""
         predict_many = getattr(self.predictor, "predict_many", None)
         if predict_many is None:
             for indices, batch in batches:
                 stats.add(batch)
-                yield indices, self.predictor.predict_logits(batch)
+                yield indices, self._checked_rows(indices, self.predictor.predict_logits(batch))
             return
         pending: collections.deque[np.ndarray] = collections.deque()
 
@@ -225,8 +234,21 @@ class CrossEncoder:
                 stats.add(batch)
                 yield batch
 
-        for batch_logits in predict_many(feed()):
-            yield pending.popleft(), batch_logits
+        with contextlib.closing(predict_many(feed())) as results:  # an error stops queued work too
+            for batch_logits in results:
+                if not pending:
+                    raise RuntimeError(f"{self.backend} predict_many returned more batches than it was given")
+                indices = pending.popleft()
+                yield indices, self._checked_rows(indices, batch_logits)
+        if pending:
+            raise RuntimeError(f"{self.backend} predict_many returned {len(pending)} batch(es) too few")
+
+    def _checked_rows(self, indices: np.ndarray, batch_logits: np.ndarray) -> np.ndarray:
+        if batch_logits.shape[0] != len(indices):
+            raise RuntimeError(
+                f"{self.backend} returned {batch_logits.shape[0]} rows of logits for a batch of {len(indices)} pairs"
+            )
+        return batch_logits
 
     def predict(
         self,

@@ -10,19 +10,19 @@ import torch
 
 from crossenc import CrossEncoder
 from crossenc.backends.in_flight import check_depth, run_in_flight
-from crossenc.tokenize_ahead import should_tokenize_ahead, tokenize_ahead
+from crossenc.tokenize_ahead import TokenizeAhead, should_tokenize_ahead
 
 IDENTITY = torch.nn.Identity()
 
 
 def test_chunks_cover_input_in_order():
     pairs = [(str(i), "d") for i in range(10)]
-    chunks = list(tokenize_ahead(lambda part: [q for q, _ in part], pairs, chunk_pairs=4))
+    chunks = list(TokenizeAhead(lambda part: [q for q, _ in part], pairs, chunk_pairs=4))
     assert [offset for offset, _ in chunks] == [0, 4, 8]
     assert [q for _, part in chunks for q in part] == [str(i) for i in range(10)]
-    assert list(tokenize_ahead(len, [], 4)) == []
+    assert list(TokenizeAhead(len, [], 4)) == []
     with pytest.raises(ValueError, match="chunk_pairs"):
-        list(tokenize_ahead(len, pairs, 0))
+        TokenizeAhead(len, pairs, 0)
 
 
 def test_next_chunk_is_tokenized_while_the_current_one_is_consumed():
@@ -35,9 +35,42 @@ def test_next_chunk_is_tokenized_while_the_current_one_is_consumed():
         return part
 
     pairs = [(str(i), "d") for i in range(8)]
-    for offset, _ in tokenize_ahead(tokenize, pairs, chunk_pairs=4):
+    for offset, _ in TokenizeAhead(tokenize, pairs, chunk_pairs=4):
         if offset == 0:
             assert second_started.wait(timeout=30), "chunk 1 was not tokenized ahead"
+
+
+def test_first_chunk_starts_before_iteration():
+    """Made outside the predict lock, the first chunk is already tokenizing when scoring waits for the lock."""
+    started = threading.Event()
+
+    def tokenize(part):
+        started.set()
+        return part
+
+    with TokenizeAhead(tokenize, [("q", "d")] * 4, chunk_pairs=2):
+        assert started.wait(timeout=30)
+
+
+def test_worker_stops_when_the_consumer_fails():
+    calls = []
+
+    def tokenize(part):
+        calls.append(part[0][0])
+        return part
+
+    pairs = [(str(i), "d") for i in range(40)]
+    with pytest.raises(KeyError):
+        with TokenizeAhead(tokenize, pairs, chunk_pairs=4) as chunks:
+            for offset, _ in chunks:
+                raise KeyError(offset)
+    deadline = threading.Event()
+    for _ in range(300):  # the pool's thread exits once the (at most one) running chunk is done
+        if not any(thread.name.startswith("crossenc-tokenize") for thread in threading.enumerate()):
+            break
+        deadline.wait(0.01)
+    assert not any(thread.name.startswith("crossenc-tokenize") for thread in threading.enumerate())
+    assert len(calls) <= 2, f"chunks after the failure were still tokenized: {calls}"
 
 
 def test_tokenizer_errors_reach_the_caller():
@@ -47,7 +80,7 @@ def test_tokenizer_errors_reach_the_caller():
         return part
 
     with pytest.raises(RuntimeError, match="bad chunk"):
-        list(tokenize_ahead(tokenize, [(str(i), "d") for i in range(8)], chunk_pairs=4))
+        list(TokenizeAhead(tokenize, [(str(i), "d") for i in range(8)], chunk_pairs=4))
 
 
 def test_auto_policy():
@@ -93,15 +126,68 @@ def test_run_in_flight_keeps_order_on_cpu():
     batches = [torch.full((rows, 1), float(rows)) for rows in (3, 1, 2)]
     got = list(run_in_flight(lambda batch: batch, batches, torch.device("cpu"), depth=2))
     assert [array.ravel().tolist() for array in got] == [[3.0] * 3, [1.0], [2.0] * 2]
-    assert check_depth(2) == 2
+    assert check_depth(2) == 2 and check_depth(np.int64(3)) == 3
     with pytest.raises(ValueError):
         check_depth(True)
 
 
+@pytest.mark.parametrize("depth", [2, 3])
+def test_queue_launches_ahead_and_reads_in_order(depth):
+    """With a fake device copy: batch k+depth-1 is launched before batch k is read, results stay in order."""
+    events: list[str] = []
+    shared = torch.zeros(4, 1)  # one static output buffer, as a CUDA graph has
+
+    def launch(batch: torch.Tensor) -> torch.Tensor:
+        events.append(f"launch {int(batch[0, 0])}")
+        shared[: len(batch)] = batch
+        return shared[: len(batch)]
+
+    def start_copy(logits: torch.Tensor):
+        copy = logits.clone()  # the copy is taken at launch time, in stream order
+
+        def ready():
+            events.append(f"read {int(copy[0, 0])}")
+            return copy.numpy()
+
+        return ready
+
+    batches = [torch.full((rows, 1), float(index)) for index, rows in enumerate((3, 1, 2, 4, 1))]
+    got = list(run_in_flight(launch, batches, torch.device("cpu"), depth, start_copy=start_copy))
+    assert [array[0, 0] for array in got] == [0, 1, 2, 3, 4] and [len(a) for a in got] == [3, 1, 2, 4, 1]
+    assert events.index(f"launch {depth - 1}") < events.index("read 0")
+    for k in range(5):  # launching batch k never makes more than ``depth`` batches unread
+        reads_before = sum(event.startswith("read") for event in events[: events.index(f"launch {k}")])
+        assert k - reads_before + 1 <= depth
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_run_in_flight_on_cuda_matches_sync():  # pragma: no cover - GPU machines only
+def test_run_in_flight_on_cuda_with_a_reused_output_buffer():  # pragma: no cover - GPU machines only
     device = torch.device("cuda")
     batches = [torch.randn(rows, 2, device=device) for rows in (5, 7, 1, 9)]
-    got = list(run_in_flight(lambda batch: batch * 2, batches, device, depth=3))
+    out = torch.empty(9, 2, device=device)
+
+    def launch(batch):
+        out[: len(batch)].copy_(batch * 2)
+        return out[: len(batch)]
+
+    got = list(run_in_flight(launch, batches, device, depth=3))
     for batch, array in zip(batches, got):
         np.testing.assert_array_equal(array, (batch * 2).cpu().numpy())
+
+
+def test_pretokenized_scorer_tokenizes_each_list_once(tiny_model, pairs):
+    from crossenc.bench.gpu_check import pretokenized_scorer
+
+    score, _ = pretokenized_scorer(tiny_model, "packed", {"in_flight": 2}, 8, 4096, device="cpu")
+    first, again = score(pairs), score(pairs)
+    assert len(score.encodings) == 1
+    expected = CrossEncoder(str(tiny_model), variant="packed").predict(pairs, batch_size=8, activation_fn=IDENTITY)
+    np.testing.assert_allclose(first[:, 0], expected, atol=1e-6)
+    np.testing.assert_array_equal(first, again)
+
+
+def test_backend_returning_wrong_row_count_is_an_error(tiny_model, pairs, monkeypatch):
+    encoder = CrossEncoder(str(tiny_model), variant="sdpa")
+    monkeypatch.setattr(encoder.predictor, "predict_many", lambda batches: (np.zeros((1, 1)) for _ in batches))
+    with pytest.raises(RuntimeError, match="rows of logits"):
+        encoder.predict(pairs, batch_size=8)

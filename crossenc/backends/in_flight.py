@@ -11,6 +11,7 @@ device's current stream, so graph replays and static buffers stay safe. On a CPU
 
 from __future__ import annotations
 
+import numbers
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
@@ -19,36 +20,77 @@ import torch
 
 from crossenc.predictor import TokenBatch
 
+DEFAULT_IN_FLIGHT = 1  # >1 only pays on CUDA; stays 1 until crossenc.bench.gpu_check measures it faster
 Launch = Callable[[TokenBatch], torch.Tensor]  # device logits [rows, labels], possibly not computed yet
+Pending = Callable[[], np.ndarray]  # waits for one batch's copy, returns its host logits
+StartCopy = Callable[[torch.Tensor], Pending]
 
 
 def check_depth(value: object) -> int:
     """``in_flight`` option: a positive number of batches queued on the device."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"in_flight={value!r}; expected a positive number of batches (1 = one at a time)")
-    return value
+    return int(value)
 
 
-def run_in_flight(launch: Launch, batches: Iterable[TokenBatch], device: torch.device, depth: int) -> Iterator[np.ndarray]:
-    """fp32 logits of each batch, in order, with up to ``depth`` batches queued on ``device``."""
-    if device.type != "cuda" or depth <= 1:
+def cuda_copy_to_host(logits: torch.Tensor) -> Pending:
+    """Enqueue a non-blocking copy of ``logits`` into pinned memory; the callable waits for it alone."""
+    host = torch.empty(logits.shape, dtype=torch.float32, pin_memory=True)
+    host.copy_(logits, non_blocking=True)
+    copied = torch.cuda.Event()
+    copied.record(torch.cuda.current_stream(logits.device))
+
+    def ready() -> np.ndarray:
+        copied.synchronize()
+        return host.numpy()
+
+    return ready
+
+
+def run_in_flight(
+    launch: Launch,
+    batches: Iterable[TokenBatch],
+    device: torch.device,
+    depth: int,
+    start_copy: StartCopy | None = None,
+) -> Iterator[np.ndarray]:
+    """fp32 logits of each batch, in order, with up to ``depth`` batches queued on ``device``.
+
+    ``start_copy`` (default: :func:`cuda_copy_to_host` on CUDA) starts one batch's device-to-host
+    copy and returns the callable that waits for it; without one, batches run one at a time.
+    """
+    start_copy = start_copy or (cuda_copy_to_host if device.type == "cuda" else None)
+    if start_copy is None or depth <= 1:
         for batch in batches:
             yield launch(batch).float().cpu().numpy()
         return
-    pending: deque[tuple[torch.Tensor, torch.cuda.Event]] = deque()
+    pending: deque[Pending] = deque()
     for batch in batches:
-        logits = launch(batch).float()
-        host = torch.empty(logits.shape, dtype=torch.float32, pin_memory=True)
-        host.copy_(logits, non_blocking=True)
-        copied = torch.cuda.Event()
-        copied.record(torch.cuda.current_stream(device))
-        pending.append((host, copied))
+        pending.append(start_copy(launch(batch).float()))
         if len(pending) >= depth:
-            yield _ready(*pending.popleft())
+            yield pending.popleft()()
     while pending:
-        yield _ready(*pending.popleft())
+        yield pending.popleft()()
 
 
-def _ready(host: torch.Tensor, copied: torch.cuda.Event) -> np.ndarray:
-    copied.synchronize()
-    return host.numpy()
+class InFlightPredictions:
+    """Mixin giving a torch predictor ``predict_many``; it needs ``_launch``, ``predict_logits``,
+    ``device`` and ``in_flight``. Off CUDA or at depth 1 it is ``predict_logits`` per batch."""
+
+    device: torch.device
+    in_flight: int
+
+    def _launch(self, batch: TokenBatch) -> torch.Tensor:  # pragma: no cover - provided by the predictor
+        raise NotImplementedError
+
+    def predict_logits(self, batch: TokenBatch) -> np.ndarray:  # pragma: no cover - provided by the predictor
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def predict_many(self, batches: Iterable[TokenBatch]) -> Iterator[np.ndarray]:
+        """Logits per batch, in order; on CUDA with ``in_flight`` > 1 the next batch launches before this one is read."""
+        if self.device.type != "cuda" or self.in_flight <= 1:
+            for batch in batches:
+                yield self.predict_logits(batch)
+            return
+        yield from run_in_flight(self._launch, batches, self.device, self.in_flight)

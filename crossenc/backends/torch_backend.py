@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
 from crossenc.backends import LoadRequest
-from crossenc.backends.in_flight import check_depth, run_in_flight
+from crossenc.backends.in_flight import DEFAULT_IN_FLIGHT, InFlightPredictions, check_depth
 from crossenc.hardware import has_cpu_bf16, physical_cores
 from crossenc.optional import require
 from crossenc.predictor import PredictorInfo, TokenBatch
 
-DEFAULT_IN_FLIGHT = 1  # >1 only pays on CUDA; kept at 1 until crossenc.bench.gpu_check measures it
 COMPILE_BUCKET_STEP = 16  # torch.compile pads lengths to multiples of this: few shapes, no recompile storms
 _threads_lock = threading.Lock()
 
@@ -33,7 +31,7 @@ def set_default_threads() -> None:
             torch.set_num_threads(cores)
 
 
-class TorchPredictor:
+class TorchPredictor(InFlightPredictions):
     """Runs a Hugging Face sequence-classification module on padded token batches."""
 
     def __init__(
@@ -71,11 +69,6 @@ class TorchPredictor:
     @torch.inference_mode()
     def predict_logits(self, batch: TokenBatch) -> np.ndarray:
         return self._launch(batch).float().cpu().numpy()
-
-    @torch.inference_mode()
-    def predict_many(self, batches: Iterable[TokenBatch]) -> Iterator[np.ndarray]:
-        """Logits per batch, in order; on CUDA with ``in_flight`` > 1 the next batch launches before this one is read."""
-        yield from run_in_flight(self._launch, batches, self.device, self.in_flight)
 
 
 def _compile_buckets(max_length: int) -> tuple[int, ...]:

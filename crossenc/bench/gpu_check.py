@@ -147,24 +147,26 @@ def crossenc_scorer(
     return (lambda pairs: encoder.predict(pairs, batch_size=batch_size, activation_fn=identity)), encoder.info()
 
 
-def pretokenized_scorer(path: Path, variant: str, options: dict, batch_size: int, max_tokens: int):
-    """Device-side ceiling: each pair list is tokenized once (in the untimed first call), then only batched and run."""
+def pretokenized_scorer(path: Path, variant: str, options: dict, batch_size: int, max_tokens: int,
+                        device: str = "cuda"):
+    """Device-side ceiling: each pair list is tokenized on its first call only, later calls just batch and run."""
     from crossenc import CrossEncoder
-    from crossenc.batching import PaddingStats, iter_batches
+    from crossenc.batching import PaddingStats
 
-    encoder = CrossEncoder(str(path), variant=variant, device="cuda", backend_kwargs=options, max_tokens=max_tokens)
+    encoder = CrossEncoder(str(path), variant=variant, device=device, backend_kwargs=options, max_tokens=max_tokens)
     encodings: dict[int, Any] = {}
 
     def score(pairs: list) -> np.ndarray:
-        encoded = encodings.setdefault(id(pairs), encoder._encode(pairs))
+        if id(pairs) not in encodings:
+            encodings[id(pairs)] = (pairs, encoder._encode(pairs))  # keeps ``pairs`` alive: its id stays unique
+        encoded = encodings[id(pairs)][1]
         logits = np.zeros((len(pairs), encoder.num_labels), dtype=np.float32)
-        info = encoder.predictor.info
-        batches = iter_batches(encoded, info, batch_size=batch_size, max_tokens=max_tokens,
-                               pad_token_id=encoder.pad_token_id)
+        batches = encoder._batches([(0, encoded)], batch_size)
         for indices, batch_logits in encoder._run_batches(batches, PaddingStats()):
             logits[indices] = batch_logits
         return logits
 
+    score.encodings = encodings  # type: ignore[attr-defined] - for tests
     return score, encoder.info()
 
 

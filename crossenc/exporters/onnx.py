@@ -33,6 +33,7 @@ from crossenc.exporters.base import (
     atomic_output_dir,
     copy_support_files,
 )
+from crossenc.exporters.first_token import first_token_model, last_layer_note
 from crossenc.exporters.manifest import MANIFEST_NAME, tool_versions, write_manifest
 from crossenc.exporters.verify import TOLERANCES, Tolerance, VerificationReport
 from crossenc.model_source import ModelSource
@@ -73,6 +74,7 @@ class OnnxExportConfig:
     verification_file: str | None = None  # JSONL {"query", "documents"}; None: default_verification_set()
     device: str = "cpu"
     dynamo: bool = False
+    first_token: bool = True  # last layer for the first token only (crossenc.exporters.first_token)
 
     def __post_init__(self) -> None:
         if not isinstance(self.opset, int) or self.opset < MIN_OPSET:
@@ -134,11 +136,15 @@ def config_for_variant(variant: str, device: str = "cpu", **overrides: Any) -> O
 # --------------------------------------------------------------------------- steps
 
 
-def torch_export(source: ModelSource, hf_config, target: Path, opset: int, dynamo: bool) -> dict[str, Any]:
+def torch_export(
+    source: ModelSource, hf_config, target: Path, opset: int, dynamo: bool, first_token: bool = True
+) -> dict[str, Any]:
     """``torch.onnx.export`` with dynamic batch and sequence axes; inputs the model's tokenizer emits."""
     import torch
 
     model = source.load_torch_model(hf_config, attn_implementation="eager").eval()
+    if first_token:
+        model = first_token_model(model)
     tokenizer = source.load_tokenizer()
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if "token_type_ids" in tokenizer.model_input_names else [])
     sample = {name: torch.ones(2, 16, dtype=torch.long) for name in names}
@@ -159,7 +165,8 @@ def torch_export(source: ModelSource, hf_config, target: Path, opset: int, dynam
             model, (), str(target), kwargs=sample, input_names=names, output_names=["logits"],
             opset_version=opset, dynamo=dynamo, **axes,
         )
-    return {"exporter": f"torch.onnx.export(dynamo={dynamo})", "attn_implementation": "eager", "inputs": names}
+    return {"exporter": f"torch.onnx.export(dynamo={dynamo})", "attn_implementation": "eager", "inputs": names,
+            "last_layer": last_layer_note(model)}
 
 
 def optimize_graph(source_file: Path, target: Path, level: str, hf_config, use_gpu: bool) -> dict[str, Any]:
@@ -207,7 +214,7 @@ def build_graph(source: ModelSource, config: OnnxExportConfig, target: Path, wor
     """Export, optimize and quantize into ``target``; return what each step did (for the manifest)."""
     hf_config = source.load_config()
     plain = workdir / "model.onnx"
-    details: dict[str, Any] = torch_export(source, hf_config, plain, config.opset, config.dynamo)
+    details: dict[str, Any] = torch_export(source, hf_config, plain, config.opset, config.dynamo, config.first_token)
     current = plain
     if config.optimize:
         optimized = workdir / f"model_{config.optimize}.onnx"

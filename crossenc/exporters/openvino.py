@@ -62,6 +62,7 @@ from crossenc.exporters.base import (
     atomic_output_dir,
     copy_support_files,
 )
+from crossenc.exporters.first_token import first_token_model, last_layer_note
 from crossenc.exporters.manifest import MANIFEST_NAME, tool_versions, write_manifest
 from crossenc.exporters.verify import TOLERANCES, Tolerance, VerificationReport, VerificationSet, compare_logits
 from crossenc.model_source import ModelSource, position_limit
@@ -99,6 +100,7 @@ class OpenVINOExportConfig:
     verify_bf16: bool = True  # fp32 IR on a bf16 CPU: also record a bf16-inference report (not gating)
     verification_file: str | None = None  # JSONL {"query", "documents"}; None: default_verification_set()
     seed: int = 0  # calibration sampling
+    first_token: bool = True  # last layer for the first token only (crossenc.exporters.first_token)
 
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE_CHOICES:
@@ -162,7 +164,7 @@ def _example_inputs(names: list[str], vocab_size: int) -> dict[str, Any]:
     return example
 
 
-def convert_model(source: ModelSource, hf_config) -> tuple[Any, dict[str, Any]]:
+def convert_model(source: ModelSource, hf_config, first_token: bool = True) -> tuple[Any, dict[str, Any]]:
     """The ov.Model of ``source`` with inputs [batch, sequence] and one output named ``logits``."""
     import torch
 
@@ -170,6 +172,8 @@ def convert_model(source: ModelSource, hf_config) -> tuple[Any, dict[str, Any]]:
     names = input_names(source)
     attn = source.model_kwargs.get("attn_implementation", "sdpa")
     model = source.load_torch_model(hf_config, attn_implementation=attn).eval()
+    if first_token:
+        model = first_token_model(model)
     example = _example_inputs(names, int(getattr(hf_config, "vocab_size", 0) or 100))
     max_length = position_limit(hf_config) or 512
     try:
@@ -188,7 +192,8 @@ def convert_model(source: ModelSource, hf_config) -> tuple[Any, dict[str, Any]]:
             ov_model = ov.convert_model(model, example_input=example, input=shapes)
         route = "torchscript"
     ov_model.outputs[0].get_tensor().set_names({"logits"})
-    return ov_model, {"converter": f"{route} + openvino.convert_model", "attn_implementation": attn, "inputs": names}
+    return ov_model, {"converter": f"{route} + openvino.convert_model", "attn_implementation": attn, "inputs": names,
+                      "last_layer": last_layer_note(model)}
 
 
 # --------------------------------------------------------------------------- int8
@@ -288,7 +293,7 @@ def build_ir(source: ModelSource, config: OpenVINOExportConfig, target: Path) ->
     """Convert (and quantize) ``source``; save ``target`` (.xml + .bin). Returns what each step did."""
     ov = require("openvino", "openvino", "OpenVINO export")
     hf_config = source.load_config()
-    ov_model, details = convert_model(source, hf_config)
+    ov_model, details = convert_model(source, hf_config, config.first_token)
     if config.quantize == "int8":
         pairs, origin = calibration_pairs(config)
         items = calibration_inputs(source, pairs, details["inputs"])

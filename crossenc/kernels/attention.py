@@ -71,7 +71,7 @@ def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, varle
 def attention_per_sequence_sdpa(q, k, v, varlen: VarlenBatch, scale: float) -> torch.Tensor:
     """One SDPA call per sequence (no padding, one kernel launch per sequence)."""
     out = torch.empty_like(q)
-    bounds = varlen.cu_seqlens.tolist()
+    bounds = np.concatenate([[0], np.cumsum(varlen.host_lengths())]).tolist()  # host copy: no device sync
     for start, end in zip(bounds[:-1], bounds[1:]):
         qs, ks, vs = (x[start:end].transpose(0, 1).unsqueeze(0) for x in (q, k, v))
         out[start:end] = F.scaled_dot_product_attention(qs, ks, vs, scale=scale)[0].transpose(0, 1)

@@ -129,8 +129,9 @@ class CudaGraphRunner:
                     self._forward(inputs)
             torch.cuda.current_stream(self.device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            # One memory pool for all buckets: safe because replays never overlap and each
-            # replay's logits are copied out before the next one (the predictor is not thread-safe).
+            # One memory pool for all buckets: safe because replays never overlap (one stream; the
+            # predictor is not thread-safe) and each replay's logits are copied out, in stream
+            # order, before the next replay is enqueued.
             self.pool = self.pool or torch.cuda.graph_pool_handle()
             with torch.cuda.graph(graph, pool=self.pool):
                 logits = self._forward(inputs)

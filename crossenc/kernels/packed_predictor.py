@@ -14,14 +14,13 @@ batches queued on the GPU before the oldest one's logits are read (:mod:`crossen
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
 from crossenc.backends import LoadRequest
-from crossenc.backends.in_flight import check_depth, run_in_flight
+from crossenc.backends.in_flight import DEFAULT_IN_FLIGHT, InFlightPredictions, check_depth
 from crossenc.hardware import has_cpu_bf16
 from crossenc.kernels.attention import AttentionChoice, VarlenBatch, select_attention
 from crossenc.kernels.cuda_graphs import CudaGraphRunner, token_buckets
@@ -42,11 +41,11 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "attention": None,
     "graph_max_tokens": 32768,
     "graph_max_batch": 256,
-    "in_flight": 1,  # kept at 1 until crossenc.bench.gpu_check measures deeper queues faster
+    "in_flight": DEFAULT_IN_FLIGHT,
 }
 
 
-class PackedPredictor:
+class PackedPredictor(InFlightPredictions):
     """Packs each padded batch and runs the packed encoder (through a CUDA graph when one fits)."""
 
     def __init__(
@@ -78,11 +77,6 @@ class PackedPredictor:
     @torch.inference_mode()
     def predict_logits(self, batch: TokenBatch) -> np.ndarray:
         return self._launch(batch).float().cpu().numpy()
-
-    @torch.inference_mode()
-    def predict_many(self, batches: Iterable[TokenBatch]) -> Iterator[np.ndarray]:
-        """Logits per batch, in order; on CUDA with ``in_flight`` > 1 the next batch launches before this one is read."""
-        yield from run_in_flight(self._launch, batches, self.device, self.in_flight)
 
     def _eager(self, tokens: PackedTokens) -> torch.Tensor:
         def to_device(array: np.ndarray) -> torch.Tensor:

@@ -1,0 +1,101 @@
+"""Export graphs that run the last encoder layer for the first token only.
+
+A sequence-classification head reads one position of the last layer: [CLS] (BERT's pooler) or
+``<s>`` (RoBERTa/XLM-R's classification head). In that layer every token still supplies keys
+and values, but the query, attention output, residual + LayerNorm and the whole FFN are needed
+for the first token alone. Computing just that skips ~10/12 of the last layer's matrix work
+(MiniLM-L6: ~14 % of the model's GEMM FLOPs) and changes no score beyond float rounding.
+
+:func:`first_token_model` wraps a Hugging Face BERT / RoBERTa / XLM-R
+``*ForSequenceClassification`` model; the wrapper takes the same inputs and returns
+``{"logits": ...}``. The first ``L - 1`` layers stay Hugging Face's own modules, so ONNX
+Runtime's fusions (Attention, SkipLayerNorm, BiasGelu, EmbedLayerNorm) still match them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+SUPPORTED_MODEL_TYPES = frozenset({"bert", "roberta", "xlm-roberta"})
+
+
+def supports_first_token(model: torch.nn.Module) -> bool:
+    """True for the architectures whose layout :class:`FirstTokenLastLayer` knows."""
+    config = getattr(model, "config", None)
+    base = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    return (
+        getattr(config, "model_type", None) in SUPPORTED_MODEL_TYPES
+        and not getattr(config, "is_decoder", False)
+        and isinstance(layers, torch.nn.ModuleList)
+        and len(layers) >= 1
+        and hasattr(model, "classifier")
+    )
+
+
+def first_token_layer(layer: torch.nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Output ``[batch, 1, hidden]`` of one BERT-style ``layer`` at position 0, attending over all positions."""
+    attention = layer.attention.self
+    batch, length, _ = hidden.shape
+    heads, size = attention.num_attention_heads, attention.attention_head_size
+    first = hidden[:, :1]
+    query = attention.query(first).view(batch, 1, heads, size).transpose(1, 2)
+    key = attention.key(hidden).view(batch, length, heads, size).transpose(1, 2)
+    value = attention.value(hidden).view(batch, length, heads, size).transpose(1, 2)
+    scores = torch.matmul(query, key.transpose(-1, -2)) / math.sqrt(size)  # [batch, heads, 1, length]
+    padding = (1.0 - attention_mask[:, None, None, :].to(scores.dtype)) * torch.finfo(scores.dtype).min
+    probabilities = torch.softmax(scores + padding, dim=-1)
+    context = torch.matmul(probabilities, value).transpose(1, 2).reshape(batch, 1, heads * size)
+    attended = layer.attention.output(context, first)
+    return layer.output(layer.intermediate(attended), attended)
+
+
+class FirstTokenLastLayer(torch.nn.Module):
+    """``model`` with its last encoder layer computed for position 0 only; returns ``{"logits"}``.
+
+    Takes ownership of ``model``: its encoder loses the last layer and its pooler (both move here).
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        if not supports_first_token(model):
+            raise ValueError(
+                f"first-token export supports {sorted(SUPPORTED_MODEL_TYPES)} sequence classifiers, "
+                f"not {getattr(getattr(model, 'config', None), 'model_type', type(model).__name__)!r}"
+            )
+        base = getattr(model, model.base_model_prefix)
+        self.last_layer = base.encoder.layer[-1]
+        base.encoder.layer = torch.nn.ModuleList(list(base.encoder.layer)[:-1])
+        self.pooler = getattr(base, "pooler", None)
+        base.pooler = None  # the truncated stack's pooled output would be wrong; pooled below instead
+        self.base = base
+        self.dropout = getattr(model, "dropout", None) or torch.nn.Identity()
+        self.classifier = model.classifier
+        self.config = model.config
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        hidden = self.base(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        first = first_token_layer(self.last_layer, hidden, attention_mask)
+        if self.pooler is not None:  # BERT: pooler(dense + tanh of [CLS]) -> dropout -> classifier
+            logits = self.classifier(self.dropout(self.pooler(first)))
+        else:  # RoBERTa / XLM-R: the classification head reads features[:, 0, :]
+            logits = self.classifier(first)
+        return {"logits": logits}
+
+
+def first_token_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The wrapper when the architecture is supported, else ``model`` unchanged."""
+    return FirstTokenLastLayer(model).eval() if supports_first_token(model) else model
+
+
+def last_layer_note(model: torch.nn.Module) -> str:
+    """What an exported graph's last layer computes, for the manifest."""
+    return "first token only" if isinstance(model, FirstTokenLastLayer) else "all tokens"
