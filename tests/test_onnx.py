@@ -27,7 +27,9 @@ CONFIGS = {
     "O2": OnnxExportConfig(optimize="O2"),
     "O3": OnnxExportConfig(optimize="O3", tolerance=Tolerance(max_abs=1e-3)),  # GELU approximation
     "dynamic": OnnxExportConfig(optimize="O2", quantize="dynamic", tolerance=INT8_TOLERANCE),
-    "static": OnnxExportConfig(optimize="O2", quantize="static", calibration_queries=4, tolerance=INT8_TOLERANCE),
+    # 8 calibration queries: with 4, the first-token last layer (unfused, so its QKV MatMuls are quantized
+    # too) correlates only ~0.86 with fp32 on this random model
+    "static": OnnxExportConfig(optimize="O2", quantize="static", calibration_queries=8, tolerance=INT8_TOLERANCE),
     "blockwise": OnnxExportConfig(optimize="O2", quantize="blockwise", tolerance=INT8_TOLERANCE),
 }
 INT8 = ("dynamic", "static", "blockwise")
@@ -65,12 +67,14 @@ def test_export_is_verified_and_described(exports, name):
     assert manifest["verified"] is True and manifest["variant"] == config.variant
     assert manifest["export_config"]["config"] == config.to_dict()
     assert manifest["export_config"]["exporter"] == "torch.onnx.export(dynamo=False)"
+    assert manifest["export_config"]["last_layer"] == "first token only"
     assert config.file_name in manifest["files"] and "tokenizer.json" in manifest["files"]
     assert manifest["verification"]["num_pairs"] == 256
     assert {"onnxruntime", "onnx"} <= set(manifest["tools"])
     if config.optimize in ("O2", "O3"):
         fused = manifest["export_config"]["optimization"]["fused_operators"]
-        assert fused.get("Attention") == 2 and fused.get("SkipLayerNormalization") == 4
+        # 2 layers: the first fuses to Attention; the last (first token only) keeps explicit MatMuls
+        assert fused.get("Attention") == 1 and fused.get("SkipLayerNormalization") == 4
     if name in INT8:
         assert manifest["export_config"]["quantization"]["mode"] == name
 

@@ -85,6 +85,7 @@ def test_fp32_export_is_verified_with_fp32_weights(fp32_export, tiny_model):
     assert manifest["format"] == "openvino" and manifest["variant"] == "fp32" and manifest["verified"]
     assert {IR_NAME, "openvino_model.bin", "config.json"} <= set(manifest["files"])
     assert manifest["export_config"]["converter"].startswith("torch.export")
+    assert manifest["export_config"]["last_layer"] == "first token only"
     xml = (fp32_export.path / IR_NAME).read_text()
     assert 'element_type="f16"' not in xml  # ov.save_model compresses to fp16 unless told not to
     parameters = sum(array.size for array in load_file(str(tiny_model / "model.safetensors")).values())
@@ -96,8 +97,9 @@ def test_fp32_export_is_verified_with_fp32_weights(fp32_export, tiny_model):
 def test_int8_export_is_quantized_and_correlated(int8_export, fp32_export, reference_logits, pairs):
     assert int8_export.verified, int8_export.report.summary()
     details = int8_export.manifest["export_config"]["quantization"]
-    # Default keep_float: pooler + classifier + one FFN output MatMul per layer (2 layers).
-    assert details["fake_quantize_nodes"] > 0 and len(details["ignored_nodes"]) == 4
+    # Default keep_float on the 2-layer first-token graph: pooler + classifier (2), layer 0's FFN output
+    # MatMul and its attention op (2), and all 8 MatMuls of the last layer (q, k, v, q.k, p.v, out, FFN x2).
+    assert details["fake_quantize_nodes"] > 0 and len(details["ignored_nodes"]) == 12
     assert 'type="FakeQuantize"' in (int8_export.path / IR_NAME).read_text()
     int8_bytes = (int8_export.path / "openvino_model.bin").stat().st_size
     assert int8_bytes < (fp32_export.path / "openvino_model.bin").stat().st_size

@@ -75,9 +75,12 @@ QUANTIZE_CHOICES = (None, "int8")
 DEFAULT_SUBSET_SIZE = 300  # calibration pairs (one pair per NNCF sample: no padding in the statistics)
 # MatMul groups that int8 may leave in float, found from the graph's structure (any encoder):
 # head = after the last LayerNorm (pooler, classifier); ffn_output = fed by the FFN activation
-# (its outliers hurt most); attention_output = fed by the attention result.
-FLOAT_SCOPES = ("head", "ffn_output", "attention_output")
-DEFAULT_KEEP_FLOAT = ("head", "ffn_output")
+# (its outliers hurt most); attention_output = fed by the attention result; attention = the
+# activation x activation products (ScaledDotProductAttention ops, and the explicit q.k / p.v
+# MatMuls of a first-token last layer): int8 queries and keys move scores and gain little speed;
+# last_layer = every MatMul of the last encoder layer (cheap in a first-token graph).
+FLOAT_SCOPES = ("head", "ffn_output", "attention_output", "attention", "last_layer")
+DEFAULT_KEEP_FLOAT = ("head", "ffn_output", "attention", "last_layer")
 ACTIVATION_TYPES = frozenset({"Gelu", "Swish", "Relu", "HSwish", "Mish"})
 PASS_THROUGH_TYPES = frozenset({"Reshape", "Transpose", "Convert", "Squeeze", "Unsqueeze"})
 EXAMPLE_SHAPE = (2, 8)  # batch, sequence of the example input torch.export traces with
@@ -233,29 +236,36 @@ def calibration_inputs(
     return items
 
 
-def _producer(op, passes: frozenset[str] = PASS_THROUGH_TYPES):
-    """The node feeding ``op``'s data input, looking through reshapes and transposes."""
-    node = op.input_value(0).get_node()
+def _producer(op, index: int = 0, passes: frozenset[str] = PASS_THROUGH_TYPES):
+    """The node feeding ``op``'s input ``index``, looking through reshapes and transposes."""
+    node = op.input_value(index).get_node()
     while node.get_type_name() in passes:
         node = node.input_value(0).get_node()
     return node
 
 
 def float_scope_nodes(ov_model, scopes: tuple[str, ...]) -> list[str]:
-    """Friendly names of the MatMuls in ``scopes`` (see FLOAT_SCOPES), in graph order."""
+    """Friendly names of the MatMuls (and attention ops) in ``scopes`` (see FLOAT_SCOPES)."""
     ops = list(ov_model.get_ordered_ops())
-    last_norm = max((i for i, op in enumerate(ops) if op.get_type_name() == "MVN"), default=len(ops))
+    norms = [i for i, op in enumerate(ops) if op.get_type_name() == "MVN"] or [len(ops)]
+    last_norm = norms[-1]
+    last_layer_start = norms[-3] if len(norms) >= 3 else -1  # the output LayerNorm of the layer before
     chosen = []
     for position, op in enumerate(ops):
         if op.get_type_name() != "MatMul":
             continue
         producer = _producer(op).get_type_name()
+        weighted = _producer(op, 1).get_type_name() == "Constant"
         if (
             ("head" in scopes and position > last_norm)
             or ("ffn_output" in scopes and producer in ACTIVATION_TYPES)
             or ("attention_output" in scopes and producer in ("ScaledDotProductAttention", "MatMul"))
+            or ("attention" in scopes and not weighted)
+            or ("last_layer" in scopes and last_layer_start < position < last_norm)
         ):
             chosen.append(op.get_friendly_name())
+    if "attention" in scopes:
+        chosen += [op.get_friendly_name() for op in ops if op.get_type_name() == "ScaledDotProductAttention"]
     return chosen
 
 
