@@ -59,3 +59,16 @@ def test_fp16_refused_on_cpu(tiny_model):
 def test_unknown_variant(tiny_model):
     with pytest.raises(ValueError, match="unknown variant"):
         CrossEncoder(str(tiny_model), variant="fp8")
+
+
+def test_last_layer_runs_first_token_only_except_eager(tiny_model, pairs):
+    eager = CrossEncoder(str(tiny_model), variant="eager")
+    sdpa = CrossEncoder(str(tiny_model), variant="sdpa")
+    full = CrossEncoder(str(tiny_model), variant="sdpa", backend_kwargs={"first_token": False})
+    assert eager.info()["details"]["last_layer"] == "all tokens" == full.info()["details"]["last_layer"]
+    assert sdpa.info()["details"]["last_layer"] == "first token only"
+    reference = eager.predict_logits(pairs)
+    np.testing.assert_allclose(sdpa.predict_logits(pairs), reference, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(full.predict_logits(pairs), reference, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="first_token"):
+        CrossEncoder(str(tiny_model), variant="sdpa", backend_kwargs={"first_token": "yes"})

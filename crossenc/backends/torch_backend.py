@@ -1,7 +1,9 @@
 """PyTorch backend: eager, SDPA, torch.compile, bf16/fp16, int8 (torchao), packed variants.
 
-Option (``backend_kwargs``): ``in_flight`` (1) batches queued on a CUDA device before the oldest
+Options (``backend_kwargs``): ``in_flight`` (1) batches queued on a CUDA device before the oldest
 one's logits are read (see :mod:`crossenc.backends.in_flight`); 1 until measured faster on a GPU.
+``first_token`` (True except for ``eager``, the plain Hugging Face reference): run the last layer
+for the first token only (:mod:`crossenc.exporters.first_token`; BERT/RoBERTa/XLM-R, exact).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 
 from crossenc.backends import LoadRequest
 from crossenc.backends.in_flight import DEFAULT_IN_FLIGHT, InFlightPredictions, check_depth
+from crossenc.exporters.first_token import first_token_model, last_layer_note
 from crossenc.hardware import has_cpu_bf16, physical_cores
 from crossenc.optional import require
 from crossenc.predictor import PredictorInfo, TokenBatch
@@ -123,13 +126,18 @@ def load(request: LoadRequest) -> TorchPredictor:
     details: dict[str, Any] = {"attn_implementation": model_kwargs["attn_implementation"], "torch": torch.__version__}
     if device == "cpu":
         details["threads"] = torch.get_num_threads()
-    module: torch.nn.Module = model
     if variant == "int8":
         torchao_quantization = require("torchao.quantization", "int8", "the torch int8 variant")
         torchao_quantization.quantize_(model, torchao_quantization.Int8DynamicActivationInt8WeightConfig())
         details["quantization"] = "torchao Int8DynamicActivationInt8Weight (per-token activations, per-channel weights)"
+    # Every variant but eager (the plain Hugging Face reference) runs the last layer for the first token only.
+    first_token = request.options.get("first_token", variant != "eager")
+    if not isinstance(first_token, bool):
+        raise ValueError(f"first_token={first_token!r}; expected True or False")
+    module: torch.nn.Module = first_token_model(model) if first_token else model
+    details["last_layer"] = last_layer_note(module)
     if variant in ("compile", "int8"):
-        module = torch.compile(model, dynamic=True)
+        module = torch.compile(module, dynamic=True)
         bucket_lengths = _compile_buckets(request.max_length)
         details["compile"] = "inductor, dynamic batch and length, lengths bucketed by %d" % COMPILE_BUCKET_STEP
     in_flight = check_depth(request.options.get("in_flight", DEFAULT_IN_FLIGHT))

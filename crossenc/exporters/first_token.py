@@ -35,8 +35,10 @@ def supports_first_token(model: torch.nn.Module) -> bool:
     )
 
 
-def first_token_layer(layer: torch.nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Output ``[batch, 1, hidden]`` of one BERT-style ``layer`` at position 0, attending over all positions."""
+def first_token_layer(
+    layer: torch.nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor | None
+) -> torch.Tensor:
+    """Output ``[batch, 1, hidden]`` of one BERT-style ``layer`` at position 0, attending over the unmasked positions."""
     attention = layer.attention.self
     batch, length, _ = hidden.shape
     heads, size = attention.num_attention_heads, attention.attention_head_size
@@ -45,8 +47,9 @@ def first_token_layer(layer: torch.nn.Module, hidden: torch.Tensor, attention_ma
     key = attention.key(hidden).view(batch, length, heads, size).transpose(1, 2)
     value = attention.value(hidden).view(batch, length, heads, size).transpose(1, 2)
     scores = torch.matmul(query, key.transpose(-1, -2)) / math.sqrt(size)  # [batch, heads, 1, length]
-    padding = (1.0 - attention_mask[:, None, None, :].to(scores.dtype)) * torch.finfo(scores.dtype).min
-    probabilities = torch.softmax(scores + padding, dim=-1)
+    if attention_mask is not None:
+        scores = scores + (1.0 - attention_mask[:, None, None, :].to(scores.dtype)) * torch.finfo(scores.dtype).min
+    probabilities = torch.softmax(scores, dim=-1)
     context = torch.matmul(probabilities, value).transpose(1, 2).reshape(batch, 1, heads * size)
     attended = layer.attention.output(context, first)
     return layer.output(layer.intermediate(attended), attended)
@@ -78,7 +81,7 @@ class FirstTokenLastLayer(torch.nn.Module):
     def forward(
         self,
         input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
