@@ -258,7 +258,7 @@ def run_bench(
     return {
         "schema_version": SCHEMA_VERSION,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(["crossenc bench", *sys.argv[1:]]) if Path(sys.argv[0]).stem in ("crossenc", "cli")
+        "command": " ".join(["crossenc", *sys.argv[1:]]) if Path(sys.argv[0]).stem in ("crossenc", "cli")
         else " ".join(sys.argv),
         "config": asdict(config),
         "machine": fingerprint(config.device),
