@@ -242,3 +242,20 @@ def test_attention_self_test_flags_broken_kernels():
         raise RuntimeError("no kernel image for this GPU")
 
     assert "no kernel image" in _self_test(AttentionChoice("broken", broken, graph_safe=True), cpu, torch.float32, 16)
+
+
+def test_first_token_attention_matches_reference_and_handles_empty_sequences():
+    from crossenc.kernels.packed_model import first_token_attention
+
+    torch.manual_seed(0)
+    lengths = [3, 1, 0, 7]
+    cu_seqlens = torch.tensor(np.concatenate([[0], np.cumsum(lengths)]), dtype=torch.int32)
+    key, value = torch.randn(sum(lengths), 2, 8), torch.randn(sum(lengths), 2, 8)
+    query = torch.randn(len(lengths), 2, 8)
+    got = first_token_attention(query, key, value, cu_seqlens, 0.35)
+    for index, (start, end) in enumerate(zip(cu_seqlens[:-1].tolist(), cu_seqlens[1:].tolist())):
+        if start == end:
+            assert torch.equal(got[index], torch.zeros(2, 8))
+            continue
+        probabilities = torch.softmax(torch.einsum("hd,thd->ht", query[index], key[start:end]) * 0.35, dim=-1)
+        torch.testing.assert_close(got[index], torch.einsum("ht,thd->hd", probabilities, value[start:end]))

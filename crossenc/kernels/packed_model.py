@@ -4,7 +4,8 @@ Tokens of all sequences are concatenated into one ``[total_tokens, hidden]`` mat
 projection runs on real tokens only and attention is variable-length over ``cu_seqlens``.
 The Hugging Face sub-modules (embeddings, dense layers, LayerNorms, activation) are reused
 as they are, so fp32 results match the original model; only Q, K and V are fused into one
-projection.
+projection. The last layer runs for each sequence's first token only (keys and values from all
+tokens): the head reads nothing else.
 """
 
 from __future__ import annotations
@@ -82,9 +83,50 @@ class PackedLayer(nn.Module):
         intermediate = ops.dense_act(attended, self.ffn_in)
         return ops.dense_add_norm(intermediate, self.ffn_out, attended, self.ffn_norm)
 
+    def forward_first_tokens(
+        self, hidden: torch.Tensor, varlen: VarlenBatch, ops: PackedOps, first_index: torch.Tensor
+    ) -> torch.Tensor:
+        """This layer's output ``[sequences, hidden]`` at each sequence's first token only.
+
+        Keys and values come from every token; the query, attention output and FFN run for the
+        first tokens alone (what the classification head reads). Attention is one query per
+        sequence: scores per token, a softmax per segment, a weighted sum per segment.
+        """
+        total_tokens, width = hidden.shape[0], hidden.shape[1]
+        key_value = F.linear(hidden, self.qkv_weight[width:], self.qkv_bias[width:])
+        key, value = key_value.view(total_tokens, 2, self.num_heads, self.head_dim).unbind(1)
+        first = hidden.index_select(0, first_index)
+        query = F.linear(first, self.qkv_weight[:width], self.qkv_bias[:width]).view(-1, self.num_heads, self.head_dim)
+        context = first_token_attention(query, key, value, varlen.cu_seqlens, self.scale).to(hidden.dtype)
+        attended = ops.dense_add_norm(context.reshape(len(first_index), -1), self.attn_out, first, self.attn_norm)
+        intermediate = ops.dense_act(attended, self.ffn_in)
+        return ops.dense_add_norm(intermediate, self.ffn_out, attended, self.ffn_norm)
+
+
+def first_token_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, cu_seqlens: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """softmax(q_s . k_t * scale) v_t over the tokens t of each sequence s; one query per sequence, fp32.
+
+    ``query`` [sequences, heads, dim]; ``key``/``value`` [tokens, heads, dim]. Device-side only (no
+    host sync), so it runs inside CUDA graphs; an empty sequence gets a zero context.
+    """
+    total_tokens, sequences = key.shape[0], query.shape[0]
+    token_positions = torch.arange(total_tokens, device=key.device, dtype=cu_seqlens.dtype)
+    owner = torch.searchsorted(cu_seqlens[1:].contiguous(), token_positions, right=True)  # sequence of each token
+    scores = (query.float().index_select(0, owner) * key.float()).sum(-1) * scale  # [tokens, heads]
+    peak = torch.full((sequences, scores.shape[1]), float("-inf"), device=key.device)
+    peak = peak.scatter_reduce(0, owner[:, None].expand_as(scores), scores, reduce="amax", include_self=True)
+    weights = torch.exp(scores - peak.index_select(0, owner))
+    totals = torch.zeros_like(peak).index_add_(0, owner, weights)
+    context = torch.zeros(sequences, *value.shape[1:], device=key.device).index_add_(
+        0, owner, weights[..., None] * value.float()
+    )
+    return context / totals.clamp_min(torch.finfo(torch.float32).tiny)[..., None]
+
 
 class PackedEncoder(nn.Module):
-    """Embeddings -> packed layers -> first token of each sequence -> dense + tanh -> classifier."""
+    """Embeddings -> packed layers (the last for first tokens only) -> dense + tanh -> classifier."""
 
     def __init__(self, hf_model: nn.Module, architecture: Architecture, ops: PackedOps | None) -> None:
         super().__init__()
@@ -117,9 +159,9 @@ class PackedEncoder(nn.Module):
         """Logits ``[sequences, num_labels]`` from packed ids ``[total_tokens]``; ``first_index``: sequence starts."""
         hidden = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
         hidden = self.embedding_norm(hidden + self.position_embeddings(position_ids))
-        for layer in self.layers:
+        for layer in self.layers[:-1]:
             hidden = layer(hidden, varlen, self.ops)
-        first_tokens = hidden.index_select(0, first_index)
+        first_tokens = self.layers[-1].forward_first_tokens(hidden, varlen, self.ops, first_index)
         return self.classifier(torch.tanh(self.head_dense(first_tokens)))
 
 
