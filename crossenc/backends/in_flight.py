@@ -79,12 +79,8 @@ class InFlightPredictions:
 
     device: torch.device
     in_flight: int
-
-    def _launch(self, batch: TokenBatch) -> torch.Tensor:  # pragma: no cover - provided by the predictor
-        raise NotImplementedError
-
-    def predict_logits(self, batch: TokenBatch) -> np.ndarray:  # pragma: no cover - provided by the predictor
-        raise NotImplementedError
+    _launch: Launch
+    predict_logits: Callable[[TokenBatch], np.ndarray]
 
     @torch.inference_mode()
     def predict_many(self, batches: Iterable[TokenBatch]) -> Iterator[np.ndarray]:

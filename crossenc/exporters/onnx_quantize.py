@@ -165,21 +165,23 @@ def _rule_matches(rule: str, node, last_layer: int) -> bool:
     }[rule]
 
 
-def _graph_nodes(path: Path) -> list:
+def excluded_nodes(path: Path, rules: Sequence[str], gemm_aliases: bool = False) -> list[str]:
+    """Names of the nodes matched by ``rules`` (see EXCLUDE_RULES) in the graph at ``path``.
+
+    ``gemm_aliases``: also name each matched Gemm as ``<name>_MatMul``, the name quantize_dynamic
+    gives it when it rewrites Gemm as MatMul + Add before matching exclusions.
+    """
     import onnx
 
-    return list(onnx.load(str(path), load_external_data=False).graph.node)
-
-
-def excluded_nodes(path: Path, rules: Sequence[str]) -> list[str]:
-    """Names of the nodes matched by ``rules`` (see EXCLUDE_RULES) in the graph at ``path``."""
     unknown = set(rules) - set(EXCLUDE_RULES)
     if unknown:
         raise ValueError(f"unknown exclude rule(s) {sorted(unknown)}; known: {list(EXCLUDE_RULES)}")
-    nodes = _graph_nodes(path)
+    nodes = onnx.load(str(path), load_external_data=False).graph.node
     layers = [layer for node in nodes if (layer := _layer_of(node.name)) is not None]
     last_layer = max(layers, default=-1)
-    return [node.name for node in nodes if any(_rule_matches(rule, node, last_layer) for rule in rules)]
+    matched = [node for node in nodes if any(_rule_matches(rule, node, last_layer) for rule in rules)]
+    aliases = [f"{node.name}_MatMul" for node in matched if gemm_aliases and node.op_type == "Gemm"]
+    return [node.name for node in matched] + aliases
 
 
 def _quant_types(config: "OnnxExportConfig") -> tuple[Any, Any]:
@@ -199,11 +201,8 @@ def quantize_dynamic_graph(source_file: Path, target: Path, config: "OnnxExportC
     from onnxruntime.quantization import quantize_dynamic
 
     _, weight_type = _quant_types(config)
-    exclude = excluded_nodes(source_file, config.exclude)
-    # quantize_dynamic first rewrites each Gemm as "<name>_MatMul" + "<name>_Add" and matches exclusions
-    # against the new names: exclude those too, or a Gemm (pooler, classifier) is quantized regardless.
-    gemms = {node.name for node in _graph_nodes(source_file) if node.op_type == "Gemm"}
-    exclude += [f"{name}_MatMul" for name in exclude if name in gemms]
+    # Without the aliases an excluded Gemm (pooler, classifier) is quantized regardless.
+    exclude = excluded_nodes(source_file, config.exclude, gemm_aliases=True)
     quantize_dynamic(
         str(source_file), str(target), per_channel=config.per_channel, weight_type=weight_type,
         nodes_to_exclude=exclude, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
