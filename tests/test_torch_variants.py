@@ -72,3 +72,5 @@ def test_last_layer_runs_first_token_only_except_eager(tiny_model, pairs):
     np.testing.assert_allclose(full.predict_logits(pairs), reference, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="first_token"):
         CrossEncoder(str(tiny_model), variant="sdpa", backend_kwargs={"first_token": "yes"})
+    with pytest.raises(ValueError, match="unknown torch backend option.*in_fligth"):
+        CrossEncoder(str(tiny_model), variant="sdpa", backend_kwargs={"in_fligth": 2})

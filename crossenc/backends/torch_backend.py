@@ -22,6 +22,7 @@ from crossenc.hardware import has_cpu_bf16, physical_cores
 from crossenc.optional import require
 from crossenc.predictor import PredictorInfo, TokenBatch
 
+KNOWN_OPTIONS = frozenset({"in_flight", "first_token"})
 COMPILE_BUCKET_STEP = 16  # torch.compile pads lengths to multiples of this: few shapes, no recompile storms
 _threads_lock = threading.Lock()
 
@@ -105,6 +106,9 @@ def load(request: LoadRequest) -> TorchPredictor:
         from crossenc.kernels.packed_predictor import load_packed
 
         return load_packed(request)
+    unknown = sorted(set(request.options) - KNOWN_OPTIONS)
+    if unknown:  # as the packed variants do: a misspelt option must not be dropped silently
+        raise ValueError(f"unknown torch backend option(s) {unknown}; known: {sorted(KNOWN_OPTIONS)}")
     if device == "cpu":
         set_default_threads()
     if variant == "fp16" and not on_cuda:
