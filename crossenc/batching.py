@@ -8,16 +8,14 @@ declared bucket for fixed-shape backends), so sorting keeps padding near zero.
 from __future__ import annotations
 
 import bisect
-import copy
-import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from crossenc.pair_encoding import EncodedPairs, PairEncoder
 from crossenc.predictor import PredictorInfo, TokenBatch
 
-ENCODE_CHUNK_PAIRS = 2048  # tokenize this many pairs per tokenizer call (bounds Python-list memory)
 DEFAULT_MAX_TOKENS = 16384  # padded tokens per batch on GPUs: 32 x 512, the largest batch_size=32 can need
 # On CPUs small batches stay in cache: MiniLM-L6 fp32 sdpa on the Debian workload (2-core EPYC, one
 # process, 3 interleaved runs) gave 50.7 pairs/s at 16384 tokens, 65.0 at 4096, 70.7 at 2048, 73.0 at
@@ -28,22 +26,6 @@ DEFAULT_MAX_TOKENS_CPU = 1024
 def default_max_tokens(device: str) -> int:
     """Token budget per batch when the user sets none: small on CPUs (cache), large on GPUs."""
     return DEFAULT_MAX_TOKENS_CPU if device == "cpu" else DEFAULT_MAX_TOKENS
-
-
-@dataclass(frozen=True)
-class EncodedPairs:
-    """Token ids of N pairs, concatenated: pair i is ``ids[offsets[i]:offsets[i + 1]]``."""
-
-    ids: np.ndarray  # int32 [total_tokens]
-    type_ids: np.ndarray | None  # int8 [total_tokens] or None
-    offsets: np.ndarray  # int64 [N + 1]
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
 
 
 @dataclass
@@ -65,51 +47,16 @@ class PaddingStats:
         return self.real_tokens / self.padded_tokens if self.padded_tokens else 1.0
 
 
-def pair_tokenizer(tokenizer, max_length: int):
-    """A private copy of the fast tokenizer's Rust backend, set to truncate pairs like Hugging Face.
-
-    Hugging Face's ``tokenizer(queries, documents, truncation="longest_first", max_length=N)`` sets
-    exactly this truncation on its backend and calls ``encode_batch``; calling the backend
-    directly gives the same ids without building Python lists for every field (several times
-    faster, which matters once the GPU scores thousands of pairs a second). Never mutated after
-    this, so concurrent encodes are safe.
-    """
-    from tokenizers import Tokenizer
-
-    if isinstance(tokenizer, Tokenizer):
-        return tokenizer
-    backend = copy.deepcopy(tokenizer.backend_tokenizer)
-    backend.no_padding()
-    backend.enable_truncation(max_length, stride=0, strategy="longest_first", direction=tokenizer.truncation_side)
-    return backend
-
-
 def encode_pairs(
     tokenizer, pairs: Sequence[tuple[str, str]], max_length: int, use_token_type_ids: bool
 ) -> EncodedPairs:
     """Tokenize (query, document) pairs with ``truncation="longest_first"`` and no padding.
 
-    ``tokenizer`` is a Hugging Face fast tokenizer or the backend made by :func:`pair_tokenizer`
-    (then ``max_length`` is already part of it).
+    ``tokenizer`` is a Hugging Face fast tokenizer, a ``tokenizers.Tokenizer`` (then its own
+    truncation applies) or a :class:`PairEncoder` made once and reused (the fast path).
     """
-    backend = pair_tokenizer(tokenizer, max_length)
-    encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
-    id_chunks: list[np.ndarray] = []
-    type_chunks: list[np.ndarray] = []
-    lengths = np.zeros(len(pairs), dtype=np.int64)
-    for start in range(0, len(pairs), ENCODE_CHUNK_PAIRS):
-        encodings = encode([(pair[0], pair[1]) for pair in pairs[start : start + ENCODE_CHUNK_PAIRS]])
-        ids = [encoding.ids for encoding in encodings]
-        lengths[start : start + len(ids)] = [len(row) for row in ids]
-        id_chunks.append(np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32))
-        if use_token_type_ids:
-            types = itertools.chain.from_iterable(encoding.type_ids for encoding in encodings)
-            type_chunks.append(np.fromiter(types, dtype=np.int8))
-    offsets = np.zeros(len(pairs) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    ids = np.concatenate(id_chunks) if id_chunks else np.zeros(0, np.int32)
-    type_ids = (np.concatenate(type_chunks) if type_chunks else np.zeros(0, np.int8)) if use_token_type_ids else None
-    return EncodedPairs(ids=ids, type_ids=type_ids, offsets=offsets)
+    encoder = tokenizer if isinstance(tokenizer, PairEncoder) else PairEncoder(tokenizer, max_length)
+    return encoder.encode(pairs, use_token_type_ids)
 
 
 def round_up_to_bucket(length: int, bucket_lengths: Sequence[int] | None) -> int:
@@ -161,16 +108,15 @@ def collate(
     """Build the padded arrays for the pairs at ``indices``."""
     lengths = encoded.lengths[indices]
     padded_length = round_up_to_bucket(int(lengths.max()), bucket_lengths)
-    rows = len(indices)
-    input_ids = np.full((rows, padded_length), pad_token_id, dtype=np.int64)
-    attention_mask = np.zeros((rows, padded_length), dtype=np.int64)
-    token_type_ids = np.zeros((rows, padded_length), dtype=np.int64) if encoded.type_ids is not None else None
-    for row, (pair_index, length) in enumerate(zip(indices, lengths)):
-        begin = encoded.offsets[pair_index]
-        input_ids[row, :length] = encoded.ids[begin : begin + length]
-        attention_mask[row, :length] = 1
-        if token_type_ids is not None:
-            token_type_ids[row, :length] = encoded.type_ids[begin : begin + length]
+    columns = np.arange(padded_length)
+    real = columns < lengths[:, None]
+    # Padded slots read some valid token, then get overwritten.
+    source = np.minimum(encoded.offsets[indices][:, None] + np.where(real, columns, 0), max(len(encoded.ids) - 1, 0))
+    attention_mask = real.astype(np.int64)
+    input_ids = np.where(real, encoded.ids[source], pad_token_id).astype(np.int64)
+    token_type_ids = None
+    if encoded.type_ids is not None:
+        token_type_ids = np.where(real, encoded.type_ids[source], 0).astype(np.int64)
     return TokenBatch(input_ids, attention_mask, token_type_ids, lengths.astype(np.int64))
 
 

@@ -28,10 +28,10 @@ from crossenc.batching import (
     default_max_tokens,
     encode_pairs,
     iter_batches,
-    pair_tokenizer,
 )
 from crossenc.inputs import check_positive, check_rank_inputs, normalize_pairs
 from crossenc.model_source import ModelSource, default_max_length, position_limit, resolve_model
+from crossenc.pair_encoding import PairEncoder
 from crossenc.predictor import Predictor, TokenBatch
 from crossenc.scores import activation_path, logits_to_scores, rank_order, resolve_activation
 from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS, TokenizeAhead, should_tokenize_ahead
@@ -127,7 +127,7 @@ class CrossEncoder:
             activation_fn, self.config, model_dir, self.num_labels, trust_remote_code
         )
         self.uses_token_type_ids = "token_type_ids" in self.tokenizer.model_input_names
-        self._pair_tokenizer = pair_tokenizer(self.tokenizer, self.max_length)
+        self._pair_encoder = PairEncoder(self.tokenizer, self.max_length)
         self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         if backend == "auto":
             from crossenc.bench.autotune import choose_backend
@@ -160,7 +160,12 @@ class CrossEncoder:
 
     def info(self) -> dict[str, Any]:
         """What is running: backend, variant, device, precision, max length, details."""
-        return {**self.predictor.info.to_dict(), "model": self.source.name, "max_tokens": self.max_tokens}
+        return {
+            **self.predictor.info.to_dict(),
+            "model": self.source.name,
+            "max_tokens": self.max_tokens,
+            "tokenization": self._pair_encoder.mode,
+        }
 
     def _check_max_length(self, max_length: int | None) -> int:
         limit = position_limit(self.config)
@@ -216,7 +221,7 @@ class CrossEncoder:
 
     def _encode(self, pairs: list[tuple[str, str]]) -> EncodedPairs:
         with self._tokenizer_lock:
-            return encode_pairs(self._pair_tokenizer, pairs, self.max_length, self.uses_token_type_ids)
+            return encode_pairs(self._pair_encoder, pairs, self.max_length, self.uses_token_type_ids)
 
     def _run_batches(self, batches, stats: PaddingStats) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(indices, logits)``; backends with ``predict_many`` keep several batches in flight."""

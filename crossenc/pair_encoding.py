@@ -1,0 +1,286 @@
+"""Tokenize (query, document) pairs exactly as Hugging Face does, each distinct text once.
+
+A fast tokenizer encodes a pair by encoding the two texts on their own, truncating the two
+encodings (``longest_first``), then adding its post-processor's special tokens. :class:`PairEncoder`
+does the same with the first step shared: every distinct text of a call is tokenized once (a
+``rank()`` call repeats its query for every document; batch scoring repeats documents across
+queries), then the pairs are cut and assembled with numpy. The Rust encoding of texts is the
+expensive part (~100 us per Debian description per core), so this is what bounds the host on a
+GPU. Tokenizers whose pair layout or truncation this cannot reproduce are encoded pair by pair.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+ENCODE_CHUNK_PAIRS = 2048  # tokenize this many pairs per tokenizer call (bounds Python-list memory)
+_PROBES = (("alpha beta gamma", "delta epsilon"), ("zeta", "eta theta iota kappa lambda"))
+
+
+@dataclass(frozen=True)
+class EncodedPairs:
+    """Token ids of N pairs, concatenated: pair i is ``ids[offsets[i]:offsets[i + 1]]``."""
+
+    ids: np.ndarray  # int32 [total_tokens]
+    type_ids: np.ndarray | None  # int8 [total_tokens] or None
+    offsets: np.ndarray  # int64 [N + 1]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+
+@dataclass(frozen=True)
+class PairLayout:
+    """Where a post-processor puts its special tokens around texts A and B, and their type ids."""
+
+    prefix: tuple[int, ...]  # before A
+    middle: tuple[int, ...]  # between A and B
+    suffix: tuple[int, ...]  # after B
+    prefix_types: tuple[int, ...]
+    middle_types: tuple[int, ...]
+    suffix_types: tuple[int, ...]
+    first_type: int
+    second_type: int
+
+    @property
+    def num_special(self) -> int:
+        return len(self.prefix) + len(self.middle) + len(self.suffix)
+
+    def expected(self, first: Sequence[int], second: Sequence[int]) -> tuple[list[int], list[int]]:
+        ids = [*self.prefix, *first, *self.middle, *second, *self.suffix]
+        types = [
+            *self.prefix_types,
+            *[self.first_type] * len(first),
+            *self.middle_types,
+            *[self.second_type] * len(second),
+            *self.suffix_types,
+        ]
+        return ids, types
+
+
+def learn_layout(single) -> PairLayout | None:
+    """Read the pair layout off the post-processor with probe texts; None if it is not ``pre A mid B suf``."""
+    layout = None
+    for first_text, second_text in _PROBES:
+        first = single.encode(first_text, add_special_tokens=False)
+        second = single.encode(second_text, add_special_tokens=False)
+        merged = single.post_process(first, second, add_special_tokens=True)
+        if layout is None:
+            layout = _split_layout(merged.ids, merged.type_ids, first.ids, second.ids)
+            if layout is None:
+                return None
+        if layout.expected(first.ids, second.ids) != (merged.ids, merged.type_ids):
+            return None
+    return layout
+
+
+def _split_layout(ids: list[int], types: list[int], first: list[int], second: list[int]) -> PairLayout | None:
+    if not first or not second:
+        return None
+    for start in range(len(ids) - len(first) + 1):
+        if ids[start : start + len(first)] != first:
+            continue
+        end_first = start + len(first)
+        for second_start in range(end_first, len(ids) - len(second) + 1):
+            if ids[second_start : second_start + len(second)] != second:
+                continue
+            end_second = second_start + len(second)
+            first_types = set(types[start:end_first])
+            second_types = set(types[second_start:end_second])
+            if len(first_types) != 1 or len(second_types) != 1:
+                return None
+            return PairLayout(
+                prefix=tuple(ids[:start]),
+                middle=tuple(ids[end_first:second_start]),
+                suffix=tuple(ids[end_second:]),
+                prefix_types=tuple(types[:start]),
+                middle_types=tuple(types[end_first:second_start]),
+                suffix_types=tuple(types[end_second:]),
+                first_type=first_types.pop(),
+                second_type=second_types.pop(),
+            )
+    return None
+
+
+def longest_first_lengths(first: np.ndarray, second: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """Kept token counts of each text under ``longest_first`` truncation to ``budget`` text tokens.
+
+    The rule of the ``tokenizers`` library (``truncate_encodings``): when the pair is too long,
+    the shorter text keeps all of itself if that leaves the longer one at least as many tokens,
+    the longer one gets the rest; otherwise both get half, the longer one the odd token (the
+    second text on a tie).
+    """
+    first = np.asarray(first, dtype=np.int64)
+    second = np.asarray(second, dtype=np.int64)
+    shorter = np.minimum(first, second)
+    longer_kept = np.where(shorter > budget, shorter, np.maximum(shorter, budget - shorter))
+    shorter_kept = shorter
+    halve = shorter_kept + longer_kept > budget
+    shorter_kept = np.where(halve, budget // 2, shorter_kept)
+    longer_kept = np.where(halve, budget // 2 + budget % 2, longer_kept)
+    swapped = first > second
+    first_kept = np.where(swapped, longer_kept, shorter_kept)
+    second_kept = np.where(swapped, shorter_kept, longer_kept)
+    too_long = first + second > budget
+    return (
+        np.where(too_long, np.minimum(first, first_kept), first),
+        np.where(too_long, np.minimum(second, second_kept), second),
+    )
+
+
+def pair_tokenizer(tokenizer, max_length: int):
+    """A private copy of the fast tokenizer's Rust backend, set to truncate pairs like Hugging Face.
+
+    Hugging Face's ``tokenizer(queries, documents, truncation="longest_first", max_length=N)`` sets
+    exactly this truncation on its backend and calls ``encode_batch``. Never mutated after this,
+    so concurrent encodes are safe. A ``tokenizers.Tokenizer`` is used as it is.
+    """
+    from tokenizers import Tokenizer
+
+    if isinstance(tokenizer, Tokenizer):
+        return tokenizer
+    backend = copy.deepcopy(tokenizer.backend_tokenizer)
+    backend.no_padding()
+    backend.enable_truncation(max_length, stride=0, strategy="longest_first", direction=tokenizer.truncation_side)
+    return backend
+
+
+class PairEncoder:
+    """Encode pairs to :class:`EncodedPairs`: each distinct text once (``split``) or pair by pair (``joint``)."""
+
+    def __init__(self, tokenizer, max_length: int) -> None:
+        self.pairs_backend = pair_tokenizer(tokenizer, max_length)
+        truncation = self.pairs_backend.truncation
+        self.single = copy.deepcopy(self.pairs_backend)
+        self.single.no_truncation()
+        self.layout = learn_layout(self.single) if _split_supported(truncation) else None
+        self.max_length = truncation["max_length"] if truncation else None
+        self.truncate_left = bool(truncation) and truncation.get("direction") == "left"
+        # encode_batch_fast (tokenizers >= 0.21) skips character offsets: same ids, less work.
+        self._encode_texts = getattr(self.single, "encode_batch_fast", self.single.encode_batch)
+        self._encode_pairs = getattr(self.pairs_backend, "encode_batch_fast", self.pairs_backend.encode_batch)
+
+    @property
+    def mode(self) -> str:
+        return "split" if self.layout is not None else "joint"
+
+    def encode(self, pairs: Sequence[tuple[str, str]], use_token_type_ids: bool) -> EncodedPairs:
+        chunks = [
+            self._encode_chunk(pairs[start : start + ENCODE_CHUNK_PAIRS], use_token_type_ids)
+            for start in range(0, len(pairs), ENCODE_CHUNK_PAIRS)
+        ]
+        return _concatenate(chunks, use_token_type_ids)
+
+    def _encode_chunk(self, pairs: Sequence[tuple[str, str]], use_token_type_ids: bool) -> EncodedPairs:
+        if self.layout is None:
+            return self._encode_joint(pairs, use_token_type_ids)
+        return self._encode_split(pairs, use_token_type_ids)
+
+    def _encode_joint(self, pairs: Sequence[tuple[str, str]], use_token_type_ids: bool) -> EncodedPairs:
+        encodings = self._encode_pairs([(pair[0], pair[1]) for pair in pairs])
+        ids, lengths = _flatten([encoding.ids for encoding in encodings])
+        type_ids = None
+        if use_token_type_ids:
+            type_ids = np.fromiter(
+                itertools.chain.from_iterable(encoding.type_ids for encoding in encodings), dtype=np.int8
+            )
+        return EncodedPairs(ids=ids, type_ids=type_ids, offsets=_offsets(lengths))
+
+    def _encode_split(self, pairs: Sequence[tuple[str, str]], use_token_type_ids: bool) -> EncodedPairs:
+        layout = self.layout
+        slots: dict[str, int] = {}
+        first_slot = np.fromiter((slots.setdefault(pair[0], len(slots)) for pair in pairs), np.int64, len(pairs))
+        second_slot = np.fromiter((slots.setdefault(pair[1], len(slots)) for pair in pairs), np.int64, len(pairs))
+        texts = self._encode_texts(list(slots), add_special_tokens=False)
+        text_ids, text_lengths = _flatten([encoding.ids for encoding in texts])
+        text_starts = _offsets(text_lengths)[:-1]
+
+        first_len, second_len = text_lengths[first_slot], text_lengths[second_slot]
+        if self.max_length is not None:
+            budget = max(self.max_length - layout.num_special, 0)
+            first_len, second_len = longest_first_lengths(first_len, second_len, budget)
+        first_start = text_starts[first_slot] + (text_lengths[first_slot] - first_len if self.truncate_left else 0)
+        second_start = text_starts[second_slot] + (text_lengths[second_slot] - second_len if self.truncate_left else 0)
+
+        # Every output token is a gather from one source: the texts' ids followed by the special tokens.
+        specials = np.array(layout.prefix + layout.middle + layout.suffix, dtype=np.int32)
+        source = np.concatenate([text_ids, specials])
+        prefix_at = len(text_ids)
+        middle_at = prefix_at + len(layout.prefix)
+        suffix_at = middle_at + len(layout.middle)
+        pieces = [  # (source start per pair, length per pair, type id per token or None for the layout's own)
+            (np.full(len(pairs), prefix_at), np.full(len(pairs), len(layout.prefix))),
+            (first_start, first_len),
+            (np.full(len(pairs), middle_at), np.full(len(pairs), len(layout.middle))),
+            (second_start, second_len),
+            (np.full(len(pairs), suffix_at), np.full(len(pairs), len(layout.suffix))),
+        ]
+        piece_starts = np.stack([start for start, _ in pieces], axis=1).ravel()
+        piece_lengths = np.stack([length for _, length in pieces], axis=1).ravel()
+        ids = source[_ranges(piece_starts, piece_lengths)]
+        type_ids = None
+        if use_token_type_ids:
+            type_source = np.concatenate(
+                [
+                    np.zeros(len(text_ids), np.int8),
+                    np.array(layout.prefix_types + layout.middle_types + layout.suffix_types, dtype=np.int8),
+                ]
+            )
+            type_ids = type_source[_ranges(piece_starts, piece_lengths)]
+            piece_of_token = np.repeat(np.tile(np.arange(5), len(pairs)), piece_lengths)
+            type_ids[piece_of_token == 1] = layout.first_type
+            type_ids[piece_of_token == 3] = layout.second_type
+        lengths = first_len + second_len + layout.num_special
+        return EncodedPairs(ids=ids, type_ids=type_ids, offsets=_offsets(lengths))
+
+
+def _split_supported(truncation: dict | None) -> bool:
+    """Split encoding reproduces no truncation and ``longest_first`` without stride."""
+    if truncation is None:
+        return True
+    return truncation.get("strategy") == "longest_first" and not truncation.get("stride")
+
+
+def _flatten(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    return np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int32, count=int(lengths.sum())), lengths
+
+
+def _offsets(lengths: np.ndarray) -> np.ndarray:
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(start, start + length)`` for every (start, length), vectorized."""
+    total = int(lengths.sum())
+    ends = np.cumsum(lengths)
+    step = np.ones(total, dtype=np.int64)
+    nonempty = lengths > 0
+    first_positions = (ends - lengths)[nonempty]
+    if len(first_positions):
+        # At each range's first slot, jump from the previous range's last value to this range's start.
+        previous_last = np.concatenate([[0], (starts + lengths - 1)[nonempty][:-1]])
+        step[first_positions] = starts[nonempty] - previous_last
+    return np.cumsum(step)
+
+
+def _concatenate(chunks: list[EncodedPairs], use_token_type_ids: bool) -> EncodedPairs:
+    if len(chunks) == 1:
+        return chunks[0]
+    lengths = np.concatenate([chunk.lengths for chunk in chunks]) if chunks else np.zeros(0, np.int64)
+    ids = np.concatenate([chunk.ids for chunk in chunks]) if chunks else np.zeros(0, np.int32)
+    type_ids = None
+    if use_token_type_ids:
+        type_ids = np.concatenate([chunk.type_ids for chunk in chunks]) if chunks else np.zeros(0, np.int8)
+    return EncodedPairs(ids=ids, type_ids=type_ids, offsets=_offsets(lengths))
