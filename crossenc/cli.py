@@ -14,6 +14,7 @@ DEFAULT_MODEL = "demo"
 EXTERNAL_COMMANDS = {
     "export": ("crossenc.exporters.cli", "export a checkpoint to ONNX / OpenVINO and verify it"),
     "bench": ("crossenc.bench.cli", "benchmark every backend on this machine"),
+    "bench-host": ("crossenc.bench.host_pipeline", "measure the host's tokenize/batch/pack stages (what feeds a GPU)"),
     "autotune": ("crossenc.bench.autotune_cli", "pick the fastest backend within an accuracy budget"),
 }
 

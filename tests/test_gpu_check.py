@@ -21,6 +21,7 @@ def test_host_tokenizer_row_measures_pairs_per_second(tiny_model, pairs, tmp_pat
     row = gpu_check.tokenizer_only_row(tiny_model, pairs, reps=2, started=0.0)
     assert "error" not in row, row.get("traceback")
     assert row["pairs"] == len(pairs) and row["pairs_per_s"] > 0 and len(row["seconds"]) == 2
+    assert row["details"]["mode"] == "split" and row["details"]["joint_pairs_per_s"] > 0
     recorder = gpu_check.Recorder(tmp_path, {"gpu": "none"})
     recorder.add(row)
     assert json.loads((tmp_path / "gpu_check.json").read_text())["rows"][0]["name"] == gpu_check.HOST_TOKENIZER_ROW

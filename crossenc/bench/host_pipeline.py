@@ -1,0 +1,180 @@
+"""`crossenc bench-host`: what the host can feed a GPU, stage by stage, measured on this CPU.
+
+On a GPU, MiniLM-size rerankers score pairs faster than one host tokenizes them, so the host's
+pipeline (tokenize -> sort and cut batches -> pad -> pack) sets the ceiling. This measures each
+stage in pairs/s, with the Rust tokenizer on one thread and on all of them (each in a child
+process, since its thread pool is fixed at start), and writes results/<cpu-slug>/host.{json,md}.
+No model is run: the numbers are the same whatever the GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+DEFAULT_WORKLOAD = "debian:300:100"
+GPU_BATCH_SIZE = 256  # what gpu_check runs the packed rows with
+GPU_MAX_TOKENS = 32768
+TARGET_PAIRS_PER_S = 100_000  # issue 7's H100 goal for MiniLM-L6 on the Debian workload
+
+
+def _best_seconds(function: Callable[[], Any], repetitions: int) -> tuple[float, float]:
+    """Best and median seconds of ``repetitions`` timed calls after one warm-up call."""
+    function()  # warm: first calls allocate
+    seconds = []
+    for _ in range(repetitions):
+        start = time.perf_counter()
+        function()
+        seconds.append(time.perf_counter() - start)
+    return min(seconds), statistics.median(seconds)
+
+
+def measure_stages(model: str, workload_spec: str, repetitions: int) -> dict[str, Any]:
+    """pairs/s of every host stage in this process (its tokenizer thread pool as the environment set it)."""
+    from transformers import AutoTokenizer
+
+    from crossenc.batching import collate, plan_batches
+    from crossenc.bench.workload import load_workload
+    from crossenc.kernels.packing import pack_batch
+    from crossenc.pair_encoding import PairEncoder
+
+    workload = load_workload(workload_spec)
+    pairs = workload.pairs()
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    max_length = min(tokenizer.model_max_length, 512)
+    split = PairEncoder(tokenizer, max_length)
+    joint = PairEncoder(tokenizer, max_length)
+    joint.layout = None  # pair-by-pair encoding: the way Hugging Face's pair call works
+    uses_types = "token_type_ids" in tokenizer.model_input_names
+    encoded = split.encode(pairs, uses_types)
+    plans = plan_batches(encoded.lengths, batch_size=GPU_BATCH_SIZE, max_tokens=GPU_MAX_TOKENS, is_padded=False)
+    batches = [collate(encoded, indices, 0) for indices in plans]
+    per_query = [query.pairs() for query in workload.queries]
+
+    stages: dict[str, Callable[[], Any]] = {
+        "tokenize pairs (joint, as Hugging Face)": lambda: joint.encode(pairs, uses_types),
+        "tokenize, each distinct text once (split)": lambda: split.encode(pairs, uses_types),
+        "tokenize split, one rank() call per query": lambda: [split.encode(group, uses_types) for group in per_query],
+        "plan batches (sort, token budget)": lambda: plan_batches(
+            encoded.lengths, batch_size=GPU_BATCH_SIZE, max_tokens=GPU_MAX_TOKENS, is_padded=False
+        ),
+        "collate (pad)": lambda: [collate(encoded, indices, 0) for indices in plans],
+        "pack (drop padding)": lambda: [pack_batch(batch, "absolute", 0) for batch in batches],
+    }
+    rows = []
+    for name, function in stages.items():
+        best, median = _best_seconds(function, repetitions)
+        rows.append({"stage": name, "pairs_per_s": len(pairs) / best, "us_per_pair": best / len(pairs) * 1e6,
+                     "median_us_per_pair": median / len(pairs) * 1e6})
+    texts = {text for pair in pairs for text in pair}
+    return {
+        "rayon_threads": os.environ.get("RAYON_NUM_THREADS", "all"),
+        "pairs": len(pairs),
+        "distinct_texts": len(texts),
+        "tokens_mean": float(encoded.lengths.mean()),
+        "rows": rows,
+    }
+
+
+def run_children(model: str, workload_spec: str, repetitions: int, threads: list[int]) -> list[dict[str, Any]]:
+    """One child process per tokenizer thread count (Rayon reads RAYON_NUM_THREADS once)."""
+    results = []
+    for count in threads:
+        env = {**os.environ, "RAYON_NUM_THREADS": str(count), "TOKENIZERS_PARALLELISM": "true"}
+        command = [sys.executable, "-m", "crossenc.bench.host_pipeline", "--child", "--model", model,
+                   "--workload", workload_spec, "--repetitions", str(repetitions)]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"host stage child ({count} threads) failed:\n{done.stderr[-2000:]}")
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return results
+
+
+def markdown(result: dict[str, Any]) -> str:
+    runs = result["runs"]
+    header = "| stage | " + " | ".join(f"pairs/s, {run['rayon_threads']} tokenizer threads" for run in runs) + " |"
+    lines = [
+        f"# Host pipeline: {result['machine']['cpu_model']}, {result['machine']['physical_cores']} physical cores",
+        "",
+        f"Workload {result['workload']}: {runs[0]['pairs']} pairs, {runs[0]['distinct_texts']} distinct texts, "
+        f"{runs[0]['tokens_mean']:.0f} tokens per pair. Command: `{result['command']}`. {result['created']}.",
+        "",
+        header,
+        "|---|" + "---:|" * len(runs),
+    ]
+    for index, row in enumerate(runs[0]["rows"]):
+        lines.append(f"| {row['stage']} | " + " | ".join(f"{run['rows'][index]['pairs_per_s']:,.0f}" for run in runs) + " |")
+    single = runs[0]["rows"][1]["pairs_per_s"]
+    lines += [
+        "",
+        f"One tokenizer thread, split mode: {single:,.0f} pairs/s, so {TARGET_PAIRS_PER_S:,} pairs/s needs "
+        f"about {TARGET_PAIRS_PER_S / single:.0f} cores of tokenization alone (Rust, outside the GIL), before "
+        "collate and pack, which hold it.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="demo", help="model folder or 'demo' (only its tokenizer is used)")
+    parser.add_argument("--workload", default=DEFAULT_WORKLOAD)
+    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--threads", default=None, help="comma list of tokenizer thread counts (default 1,<all>)")
+    parser.add_argument("--out", default=None, help="results folder (default results/<cpu-slug>)")
+    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    from crossenc.cli import resolve_model_argument
+
+    model = resolve_model_argument(args.model)
+    if args.child:
+        print(json.dumps(measure_stages(model, args.workload, args.repetitions)))
+        return 0
+    from crossenc.bench.results import atomic_write, results_dir
+    from crossenc.hardware import fingerprint
+
+    threads = [int(value) for value in args.threads.split(",")] if args.threads else sorted({1, os.cpu_count() or 1})
+    if any(count <= 0 for count in threads):
+        raise SystemExit(f"error: --threads must be positive integers, got {args.threads}")
+    result = {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["crossenc", "bench-host", *getattr(args, "command_line", _own_arguments(sys.argv))]),
+        "machine": fingerprint("cpu"),
+        "workload": args.workload,
+        "runs": run_children(model, args.workload, args.repetitions, threads),
+    }
+    text = markdown(result)
+    print(text)
+    if not args.no_write:
+        folder = Path(args.out) if args.out else results_dir("cpu")
+        atomic_write(folder / "host.json", (json.dumps(result, indent=2) + "\n").encode())
+        atomic_write(folder / "host.md", text.encode())
+        print(f"wrote {folder / 'host.json'}, {folder / 'host.md'}", file=sys.stderr)
+    return 0
+
+
+def _own_arguments(argv: list[str]) -> list[str]:
+    """The arguments after ``bench-host`` (``crossenc bench-host ...``) or after the module path."""
+    return argv[argv.index("bench-host") + 1 :] if "bench-host" in argv else argv[1:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="crossenc bench-host", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    args.command_line = list(argv) if argv is not None else sys.argv[1:]
+    return run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,25 @@
+"""`crossenc bench-host`: every host stage measured in child processes, files written atomically."""
+
+from __future__ import annotations
+
+import json
+
+from crossenc.bench import host_pipeline
+
+
+def test_measure_stages_reports_every_stage(tiny_model):
+    result = host_pipeline.measure_stages(str(tiny_model), "synthetic:3:20:5:40", repetitions=1)
+    stages = [row["stage"] for row in result["rows"]]
+    assert stages[0].startswith("tokenize pairs (joint") and "pack (drop padding)" in stages
+    assert result["pairs"] == 60 and all(row["pairs_per_s"] > 0 for row in result["rows"])
+
+
+def test_bench_host_writes_results(tiny_model, tmp_path, capsys):
+    code = host_pipeline.main(["--model", str(tiny_model), "--workload", "synthetic:2:10:5:30",
+                               "--repetitions", "1", "--threads", "1", "--out", str(tmp_path)])
+    assert code == 0
+    result = json.loads((tmp_path / "host.json").read_text())
+    assert [run["rayon_threads"] for run in result["runs"]] == ["1"]
+    assert result["command"].startswith("crossenc bench-host --model")
+    assert "| tokenize pairs (joint, as Hugging Face) |" in (tmp_path / "host.md").read_text()
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]
