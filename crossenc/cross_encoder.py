@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from crossenc.pair_encoding import PairEncoder
 from crossenc.predictor import Predictor, TokenBatch
 from crossenc.scores import activation_path, logits_to_scores, rank_order, resolve_activation
 from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS, TokenizeAhead, should_tokenize_ahead
+from crossenc.tokenizer_processes import TokenizerProcesses, check_processes
 
 
 def resolve_device(device: str | None) -> str:
@@ -61,7 +63,8 @@ class CrossEncoder:
     Beyond sentence-transformers' arguments: ``backend``/``variant``/``backend_kwargs`` pick the
     predictor; ``max_tokens`` caps tokens per batch; ``accuracy`` is the ``backend="auto"`` tier;
     ``tokenize_ahead`` (None = on for accelerators) tokenizes the next ``tokenize_ahead_chunk``
-    pairs on a worker thread while the current ones are scored.
+    pairs on a worker thread while the current ones are scored; ``tokenizer_processes=N`` does
+    it in N worker processes instead (started on first use; calls of one chunk stay in-process).
     """
 
     tokenize_ahead_chunk: int = DEFAULT_CHUNK_PAIRS
@@ -89,6 +92,7 @@ class CrossEncoder:
         max_tokens: int | None = None,
         accuracy: str | None = None,
         tokenize_ahead: bool | None = None,
+        tokenizer_processes: int | None = None,
     ) -> None:
         if not isinstance(backend, str):
             raise TypeError(f"backend must be a str, got {type(backend).__name__}")
@@ -99,6 +103,8 @@ class CrossEncoder:
         if tokenize_ahead is not None and not isinstance(tokenize_ahead, bool):
             raise TypeError(f"tokenize_ahead must be True, False or None (auto), got {tokenize_ahead!r}")
         self.tokenize_ahead = tokenize_ahead
+        self.tokenizer_processes = check_processes(tokenizer_processes)
+        self._tokenizer_pool: TokenizerProcesses | None = None
         config_kwargs = dict(config_kwargs or {})
         if num_labels is not None:
             config_kwargs["num_labels"] = check_positive("num_labels", num_labels)
@@ -147,6 +153,7 @@ class CrossEncoder:
         )
         self._predict_lock = threading.Lock()
         self._tokenizer_lock = threading.Lock()
+        self._pool_lock = threading.Lock()
         self.last_padding = PaddingStats()
 
     # ----------------------------------------------------------------- properties
@@ -165,6 +172,7 @@ class CrossEncoder:
             "model": self.source.name,
             "max_tokens": self.max_tokens,
             "tokenization": self._pair_encoder.mode,
+            "tokenizer_processes": self.tokenizer_processes or 0,
         }
 
     def _check_max_length(self, max_length: int | None) -> int:
@@ -203,9 +211,23 @@ class CrossEncoder:
     def _chunks(self, pairs: list[tuple[str, str]]) -> TokenizeAhead | contextlib.nullcontext:
         """``(offset, EncodedPairs)`` chunks: several tokenized ahead on a worker, or one tokenized now."""
         chunk = self.tokenize_ahead_chunk
+        if self.tokenizer_processes and len(pairs) > chunk:
+            pool = self.tokenizer_pool()
+            return TokenizeAhead(pool.encode, pairs, chunk, executor=pool.executor, depth=2 * pool.processes)
         if should_tokenize_ahead(self.tokenize_ahead, str(self.predictor.info.device), len(pairs), chunk):
             return TokenizeAhead(self._encode, pairs, chunk)
         return contextlib.nullcontext([(0, self._encode(pairs))])
+
+    def tokenizer_pool(self) -> TokenizerProcesses:
+        """The tokenizer worker processes (``tokenizer_processes`` of them), started on first use."""
+        if not self.tokenizer_processes:
+            raise RuntimeError("this CrossEncoder tokenizes in-process (tokenizer_processes is None or 0)")
+        with self._pool_lock:
+            if self._tokenizer_pool is None:
+                pool = TokenizerProcesses(self._pair_encoder, self.tokenizer_processes, self.uses_token_type_ids)
+                weakref.finalize(self, pool.close)
+                self._tokenizer_pool = pool
+            return self._tokenizer_pool
 
     def _batches(self, chunks, batch_size: int) -> Iterator[tuple[np.ndarray, TokenBatch]]:
         """One stream of ``(input indices, batch)`` over all chunks: in-flight queues never drain between chunks."""

@@ -155,14 +155,18 @@ def pair_tokenizer(tokenizer, max_length: int):
 
 
 class PairEncoder:
-    """Encode pairs to :class:`EncodedPairs`: each distinct text once (``split``) or pair by pair (``joint``)."""
+    """Encode pairs to :class:`EncodedPairs`: each distinct text once (``split``) or pair by pair (``joint``).
 
-    def __init__(self, tokenizer, max_length: int) -> None:
+    ``split=False`` forces pair-by-pair encoding (Hugging Face's own path, kept for comparison).
+    Picklable, so tokenizer worker processes get their own copy.
+    """
+
+    def __init__(self, tokenizer, max_length: int, split: bool = True) -> None:
         self.pairs_backend = pair_tokenizer(tokenizer, max_length)
         truncation = self.pairs_backend.truncation
         self.single = copy.deepcopy(self.pairs_backend)
         self.single.no_truncation()
-        self.layout = learn_layout(self.single) if _split_supported(truncation) else None
+        self.layout = learn_layout(self.single) if split and _split_supported(truncation) else None
         self.max_length = truncation["max_length"] if truncation else None
         self.truncate_left = bool(truncation) and truncation.get("direction") == "left"
         # encode_batch_fast (tokenizers >= 0.21) skips character offsets: same ids, less work.
@@ -172,6 +176,10 @@ class PairEncoder:
     @property
     def mode(self) -> str:
         return "split" if self.layout is not None else "joint"
+
+    def __reduce__(self):
+        # The backend carries its truncation, so max_length is not needed to rebuild it.
+        return PairEncoder, (self.pairs_backend, 0, self.layout is not None)
 
     def encode(self, pairs: Sequence[tuple[str, str]], use_token_type_ids: bool) -> EncodedPairs:
         chunks = [

@@ -11,8 +11,9 @@ differ in the last bits from a one-chunk run because batch neighbours change.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import TypeVar
 
 Encoded = TypeVar("Encoded")
@@ -31,44 +32,59 @@ def should_tokenize_ahead(setting: bool | None, device: str, num_pairs: int, chu
 
 
 class TokenizeAhead:
-    """Iterate ``(offset, tokenize(pairs[offset:offset + chunk_pairs]))`` in order, one chunk prepared ahead.
+    """Iterate ``(offset, tokenize(pairs[offset:offset + chunk_pairs]))`` in order, ``depth`` chunks prepared ahead.
 
-    Chunk 0 is submitted when the object is made (so a caller can start it before taking a
-    lock), chunk ``k + 1`` when chunk ``k`` is handed out. ``close()`` (also on exhaustion, on
-    an exception in the consumer, or leaving a ``with`` block) cancels what has not started and
-    never waits for a running chunk: its result is dropped.
+    Chunks ``0 .. depth - 1`` are submitted when the object is made (so a caller can start them
+    before taking a lock), chunk ``k + depth`` when chunk ``k`` is handed out. They run on a
+    private one-thread pool, or on ``executor`` when given (e.g. tokenizer worker processes;
+    ``tokenize`` must then be picklable, and the shared executor is left running). ``close()``
+    (also on exhaustion, on an exception in the consumer, or leaving a ``with`` block) cancels
+    what has not started and never waits for a running chunk: its result is dropped.
     """
 
     def __init__(
-        self, tokenize: Callable[[Sequence[Pair]], Encoded], pairs: Sequence[Pair], chunk_pairs: int = DEFAULT_CHUNK_PAIRS
+        self,
+        tokenize: Callable[[Sequence[Pair]], Encoded],
+        pairs: Sequence[Pair],
+        chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
+        *,
+        executor: Executor | None = None,
+        depth: int = 1,
     ) -> None:
         if isinstance(chunk_pairs, bool) or not isinstance(chunk_pairs, int) or chunk_pairs <= 0:
             raise ValueError(f"chunk_pairs must be a positive integer, got {chunk_pairs!r}")
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth <= 0:
+            raise ValueError(f"depth must be a positive integer, got {depth!r}")
         self._tokenize, self._pairs, self._chunk = tokenize, pairs, chunk_pairs
         self._offsets = list(range(0, len(pairs), chunk_pairs))
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crossenc-tokenize")
-        self._ahead: Future | None = self._submit(0) if self._offsets else None
+        self._own_worker = executor is None
+        self._worker = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="crossenc-tokenize")
+        self._ahead: collections.deque[Future] = collections.deque(self._submit(o) for o in self._offsets[:depth])
+        self._next = min(depth, len(self._offsets))  # index of the next chunk to submit
+        self._closed = False
 
     def _submit(self, offset: int) -> Future:
         return self._worker.submit(self._tokenize, self._pairs[offset : offset + self._chunk])
 
     def __iter__(self) -> Iterator[tuple[int, Encoded]]:
         try:
-            for position, offset in enumerate(self._offsets):
-                if self._ahead is None:
+            for offset in self._offsets:
+                if self._closed:
                     raise RuntimeError("TokenizeAhead is closed (or already iterated)")
-                encoded = self._ahead.result()
-                following = position + 1
-                self._ahead = self._submit(self._offsets[following]) if following < len(self._offsets) else None
+                encoded = self._ahead.popleft().result()
+                if self._next < len(self._offsets):
+                    self._ahead.append(self._submit(self._offsets[self._next]))
+                    self._next += 1
                 yield offset, encoded
         finally:
             self.close()
 
     def close(self) -> None:
-        if self._ahead is not None:
-            self._ahead.cancel()
-            self._ahead = None
-        self._worker.shutdown(wait=False, cancel_futures=True)
+        self._closed = True
+        while self._ahead:
+            self._ahead.popleft().cancel()
+        if self._own_worker:
+            self._worker.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> "TokenizeAhead":
         return self

@@ -16,10 +16,12 @@ def test_measure_stages_reports_every_stage(tiny_model):
 
 def test_bench_host_writes_results(tiny_model, tmp_path, capsys):
     code = host_pipeline.main(["--model", str(tiny_model), "--workload", "synthetic:2:10:5:30",
-                               "--repetitions", "1", "--threads", "1", "--out", str(tmp_path)])
+                               "--repetitions", "1", "--threads", "1", "--processes", "1", "--out", str(tmp_path)])
     assert code == 0
     result = json.loads((tmp_path / "host.json").read_text())
     assert [run["rayon_threads"] for run in result["runs"]] == ["1"]
+    assert [row["tokenizer_processes"] for row in result["feeding"]] == [0, 1]
+    assert all(row["pairs_per_s"] > 0 for row in result["feeding"])
     assert result["command"].startswith("crossenc bench-host --model")
     assert "| tokenize pairs (joint, as Hugging Face) |" in (tmp_path / "host.md").read_text()
     assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]

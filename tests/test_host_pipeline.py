@@ -191,3 +191,60 @@ def test_backend_returning_wrong_row_count_is_an_error(tiny_model, pairs, monkey
     monkeypatch.setattr(encoder.predictor, "predict_many", lambda batches: (np.zeros((1, 1)) for _ in batches))
     with pytest.raises(RuntimeError, match="rows of logits"):
         encoder.predict(pairs, batch_size=8)
+
+
+def test_depth_keeps_several_chunks_submitted_and_a_shared_executor_running():
+    from concurrent.futures import ThreadPoolExecutor
+
+    submitted = []
+
+    def tokenize(part):
+        submitted.append(part[0][0])
+        return part
+
+    pairs = [(str(i), "d") for i in range(20)]
+    with ThreadPoolExecutor(max_workers=1) as shared:
+        ahead = TokenizeAhead(tokenize, pairs, chunk_pairs=4, executor=shared, depth=3)
+        chunks = iter(ahead)
+        assert next(chunks)[0] == 0
+        shared.submit(lambda: None).result()  # everything queued before this has run
+        assert submitted == ["0", "4", "8", "12"]  # chunk 0, two ahead, and chunk 3 once chunk 0 was taken
+        ahead.close()
+        assert shared.submit(lambda: "still running").result() == "still running"
+    with pytest.raises(ValueError, match="depth"):
+        TokenizeAhead(tokenize, pairs, 4, depth=0)
+
+
+def test_pair_encoder_survives_pickling(tiny_encoder, pairs):
+    import pickle
+
+    from crossenc.pair_encoding import PairEncoder
+
+    for split in (True, False):
+        encoder = PairEncoder(tiny_encoder.tokenizer, 24, split=split)
+        copy = pickle.loads(pickle.dumps(encoder))
+        assert copy.mode == encoder.mode == ("split" if split else "joint")
+        a, b = encoder.encode(pairs, True), copy.encode(pairs, True)
+        assert np.array_equal(a.ids, b.ids) and np.array_equal(a.type_ids, b.type_ids) and np.array_equal(a.offsets, b.offsets)
+
+
+def test_tokenizer_processes_give_the_same_scores(tiny_model, pairs):
+    in_process = CrossEncoder(str(tiny_model), tokenize_ahead=False)
+    reference = in_process.predict(pairs, activation_fn=IDENTITY)
+    pooled = CrossEncoder(str(tiny_model), tokenizer_processes=2)
+    pooled.predict(pairs[:5])
+    assert pooled._tokenizer_pool is None  # one chunk: tokenized in-process, no workers started
+    pooled.tokenize_ahead_chunk = 7  # 50 pairs -> 8 chunks across 2 workers
+    scores = pooled.predict(pairs, activation_fn=IDENTITY)
+    assert pooled._tokenizer_pool is not None and pooled.info()["tokenizer_processes"] == 2
+    np.testing.assert_allclose(scores, reference, atol=1e-6, rtol=0)
+    documents = [doc for _, doc in pairs]
+    ranked, expected = pooled.rank(pairs[0][0], documents), in_process.rank(pairs[0][0], documents)
+    np.testing.assert_allclose([r["score"] for r in ranked], [r["score"] for r in expected], atol=1e-6)  # batch neighbours differ
+    pooled.tokenizer_pool().close()
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, True, "2"])
+def test_tokenizer_processes_checked(tiny_model, value):
+    with pytest.raises(ValueError, match="tokenizer_processes"):
+        CrossEncoder(str(tiny_model), tokenizer_processes=value)

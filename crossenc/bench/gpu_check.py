@@ -15,8 +15,8 @@ measured (a timeout still leaves the rows done so far) and ``<out>/gpu_check.md`
 rewritten with them. A row that fails records its error string instead of stopping the run.
 Rows: crossenc torch sdpa fp32 (the score reference), sentence-transformers CrossEncoder fp16
 at batch 32 and 128, the host's tokenization alone (the end-to-end ceiling), packed-fp16 +
-Triton + CUDA graphs with 1 or 2 batches in flight, pre-tokenized (the device-side ceiling) and
-without tokenize-ahead, crossenc sdpa fp16 (1 or 2 in flight) and bf16, packed-fp16 with and
+Triton + CUDA graphs with 1 or 2 batches in flight, with tokenizer worker processes,
+pre-tokenized (the device-side ceiling) and without tokenize-ahead, crossenc sdpa fp16 (1 or 2 in flight) and bf16, packed-fp16 with and
 without Triton kernels and CUDA graphs, packed-bf16, packed fp32, a Triton kernel self-check,
 ONNX Runtime CUDA fp16. crossenc rows on CUDA tokenize ahead (chunks of 2048 pairs) unless
 the row says otherwise.
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import platform
 import statistics
 import time
@@ -47,6 +48,8 @@ MIN_SECONDS_FOR_ROW = 25
 BASELINE_ROW = "sentence-transformers fp16 b32"
 HOST_TOKENIZER_ROW = "host tokenization only"
 KERNEL_CHECK_ROW = "triton kernel self-check"
+# Worker processes for the tokenizer row: all cores but two (the scoring thread and the executor's).
+TOKENIZER_PROCESSES = max(1, min(14, (os.cpu_count() or 4) - 2))
 
 Scorer = Callable[[list[tuple[str, str]]], np.ndarray]
 
@@ -134,6 +137,7 @@ def crossenc_scorer(
     max_tokens: int,
     backend: str = "torch",
     tokenize_ahead: bool | None = None,
+    tokenizer_processes: int | None = None,
 ):
     import torch
 
@@ -141,8 +145,10 @@ def crossenc_scorer(
 
     encoder = CrossEncoder(
         str(path), backend=backend, variant=variant, device="cuda", backend_kwargs=options, max_tokens=max_tokens,
-        tokenize_ahead=tokenize_ahead,
+        tokenize_ahead=tokenize_ahead, tokenizer_processes=tokenizer_processes,
     )
+    if tokenizer_processes:
+        encoder.tokenizer_pool().warm_up()  # spawning is load time, not scoring time
     identity = torch.nn.Identity()  # compare raw logits: sigmoid scores near 0 or 1 hide differences
     return (lambda pairs: encoder.predict(pairs, batch_size=batch_size, activation_fn=identity)), encoder.info()
 
@@ -176,7 +182,6 @@ def tokenizer_only_row(path: Path, pairs: list, reps: int, started: float) -> di
     ``pairs_per_s`` is crossenc's split encoding (each distinct text once); the details add
     Hugging Face's pair-by-pair encoding of the same pairs for comparison.
     """
-    import os
 
     from crossenc import CrossEncoder
     from crossenc.pair_encoding import PairEncoder
@@ -184,8 +189,7 @@ def tokenizer_only_row(path: Path, pairs: list, reps: int, started: float) -> di
     row: dict[str, Any] = {"name": HOST_TOKENIZER_ROW}
     try:
         encoder = CrossEncoder(str(path), device="cpu")
-        joint = PairEncoder(encoder.tokenizer, encoder.max_length)
-        joint.layout = None
+        joint = PairEncoder(encoder.tokenizer, encoder.max_length, split=False)
 
         def timed(encode: Callable[[], Any]) -> list[float]:
             encode()
@@ -273,6 +277,10 @@ def row_plan(path: Path) -> list[tuple[str, Callable[[], tuple[Scorer, dict]] | 
         ("crossenc packed-fp16 + triton + graphs", torch_row("packed-fp16", triton_graphs, packed), packed),
         ("crossenc packed-fp16 + triton + graphs + in_flight 2", torch_row("packed-fp16", queued, packed),
          fields(packed, in_flight=2)),
+        (f"crossenc packed-fp16 + triton + graphs + in_flight 2, {TOKENIZER_PROCESSES} tokenizer processes",
+         lambda: crossenc_scorer(path, "packed-fp16", queued, CROSSENC_BATCH, PACKED_MAX_TOKENS,
+                                 tokenizer_processes=TOKENIZER_PROCESSES),
+         fields(packed, in_flight=2, tokenizer_processes=TOKENIZER_PROCESSES)),
         ("crossenc packed-fp16 + triton + graphs + in_flight 2, pre-tokenized",
          lambda: pretokenized_scorer(path, "packed-fp16", queued, CROSSENC_BATCH, PACKED_MAX_TOKENS),
          fields(packed, in_flight=2, pretokenized=True)),

@@ -52,8 +52,7 @@ def measure_stages(model: str, workload_spec: str, repetitions: int) -> dict[str
     tokenizer = AutoTokenizer.from_pretrained(model)
     max_length = min(tokenizer.model_max_length, 512)
     split = PairEncoder(tokenizer, max_length)
-    joint = PairEncoder(tokenizer, max_length)
-    joint.layout = None  # pair-by-pair encoding: the way Hugging Face's pair call works
+    joint = PairEncoder(tokenizer, max_length, split=False)  # pair by pair, the way Hugging Face's call works
     uses_types = "token_type_ids" in tokenizer.model_input_names
     encoded = split.encode(pairs, uses_types)
     plans = plan_batches(encoded.lengths, batch_size=GPU_BATCH_SIZE, max_tokens=GPU_MAX_TOKENS, is_padded=False)
@@ -85,6 +84,60 @@ def measure_stages(model: str, workload_spec: str, repetitions: int) -> dict[str
     }
 
 
+def measure_feeding(model: str, workload_spec: str, repetitions: int, processes: list[int]) -> list[dict[str, Any]]:
+    """Tokenize the workload in 2048-pair chunks as CrossEncoder feeds a GPU: in-process vs worker processes.
+
+    What tokenizing takes from the scoring process's GIL (padding, packing and launching need
+    it): in-process, the calling thread's CPU time (``scoring_thread_cpu_us_per_pair``; the Rust
+    threads run without the GIL); with worker processes, all of this process's CPU time
+    (``process_cpu_us_per_pair``: pickling texts out and arrays back, on the executor's threads).
+    """
+    from transformers import AutoTokenizer
+
+    from crossenc.bench.workload import load_workload
+    from crossenc.pair_encoding import PairEncoder
+    from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS, TokenizeAhead
+    from crossenc.tokenizer_processes import TokenizerProcesses
+
+    pairs = load_workload(workload_spec).pairs()
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    encoder = PairEncoder(tokenizer, min(tokenizer.model_max_length, 512))
+    uses_types = "token_type_ids" in tokenizer.model_input_names
+    rows = []
+    for count in [0, *processes]:
+        pool = TokenizerProcesses(encoder, count, uses_types) if count else None
+
+        def consume() -> None:
+            if pool is None:
+                for offset in range(0, len(pairs), DEFAULT_CHUNK_PAIRS):
+                    encoder.encode(pairs[offset : offset + DEFAULT_CHUNK_PAIRS], uses_types)
+                return
+            for _ in TokenizeAhead(pool.encode, pairs, DEFAULT_CHUNK_PAIRS, executor=pool.executor, depth=2 * count):
+                pass
+
+        try:
+            if pool is not None:
+                pool.warm_up()
+            consume()
+            walls, thread_cpu, process_cpu = [], [], []
+            for _ in range(repetitions):
+                wall, thread, process = time.perf_counter(), time.thread_time(), time.process_time()
+                consume()
+                thread_cpu.append(time.thread_time() - thread)
+                process_cpu.append(time.process_time() - process)
+                walls.append(time.perf_counter() - wall)
+        finally:
+            if pool is not None:
+                pool.close()
+        rows.append({
+            "tokenizer_processes": count,
+            "pairs_per_s": len(pairs) / min(walls),
+            "scoring_thread_cpu_us_per_pair": statistics.median(thread_cpu) / len(pairs) * 1e6,
+            "process_cpu_us_per_pair": statistics.median(process_cpu) / len(pairs) * 1e6,
+        })
+    return rows
+
+
 def run_children(model: str, workload_spec: str, repetitions: int, threads: list[int]) -> list[dict[str, Any]]:
     """One child process per tokenizer thread count (Rayon reads RAYON_NUM_THREADS once)."""
     results = []
@@ -113,6 +166,19 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     for index, row in enumerate(runs[0]["rows"]):
         lines.append(f"| {row['stage']} | " + " | ".join(f"{run['rows'][index]['pairs_per_s']:,.0f}" for run in runs) + " |")
+    lines += [
+        "",
+        "Feeding a GPU (2048-pair chunks, as `CrossEncoder(tokenizer_processes=N)` does; 0 = in this process, "
+        "Rust on all cores):",
+        "",
+        "| tokenizer processes | pairs/s | GIL-side CPU in the scoring process, us/pair |",
+        "|---:|---:|---:|",
+    ]
+    for row in result["feeding"]:
+        gil_side = row["process_cpu_us_per_pair" if row["tokenizer_processes"] else "scoring_thread_cpu_us_per_pair"]
+        lines.append(f"| {row['tokenizer_processes']} | {row['pairs_per_s']:,.0f} | {gil_side:.2f} |")
+    lines += ["", "GIL-side CPU: in-process, the calling thread's CPU time (the Rust threads run without the GIL); "
+              "with workers, all of this process's CPU time (pickling texts out and arrays back)."]
     single = runs[0]["rows"][1]["pairs_per_s"]
     lines += [
         "",
@@ -128,6 +194,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workload", default=DEFAULT_WORKLOAD)
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--threads", default=None, help="comma list of tokenizer thread counts (default 1,<all>)")
+    parser.add_argument("--processes", default=None, help="comma list of tokenizer process counts (default <all>)")
     parser.add_argument("--out", default=None, help="results folder (default results/<cpu-slug>)")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -144,14 +211,16 @@ def run(args: argparse.Namespace) -> int:
     from crossenc.hardware import fingerprint
 
     threads = [int(value) for value in args.threads.split(",")] if args.threads else sorted({1, os.cpu_count() or 1})
-    if any(count <= 0 for count in threads):
-        raise SystemExit(f"error: --threads must be positive integers, got {args.threads}")
+    processes = [int(value) for value in args.processes.split(",")] if args.processes else [os.cpu_count() or 1]
+    if any(count <= 0 for count in threads + processes):
+        raise SystemExit(f"error: --threads and --processes take positive integers, got {args.threads} / {args.processes}")
     result = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["crossenc", "bench-host", *getattr(args, "command_line", _own_arguments(sys.argv))]),
         "machine": fingerprint("cpu"),
         "workload": args.workload,
         "runs": run_children(model, args.workload, args.repetitions, threads),
+        "feeding": measure_feeding(model, args.workload, args.repetitions, processes),
     }
     text = markdown(result)
     print(text)

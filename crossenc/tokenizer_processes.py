@@ -1,0 +1,68 @@
+"""Tokenize in worker processes, so the scoring process keeps its GIL for feeding the GPU.
+
+The Rust tokenizer runs outside the GIL, but turning its output into arrays (one Python list
+per text, then numpy) holds it: ~6 us per Debian pair here, which caps one process near
+100,000 pairs/s before it pads, packs and launches anything. Worker processes (``spawn``, each
+with its own copy of the :class:`~crossenc.pair_encoding.PairEncoder` and a one-thread Rust
+pool) do all of it; the scoring process only pickles the texts out and the arrays back.
+Used through :class:`~crossenc.tokenize_ahead.TokenizeAhead` for calls of more than one chunk.
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import os
+import pickle
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+
+from crossenc.pair_encoding import EncodedPairs, PairEncoder
+
+_WORKER_ENCODER: PairEncoder | None = None
+
+
+def _start_worker(encoder_state: bytes, rust_threads: int) -> None:
+    os.environ["RAYON_NUM_THREADS"] = str(rust_threads)  # read when the Rust pool first starts, i.e. later
+    os.environ["TOKENIZERS_PARALLELISM"] = "true" if rust_threads > 1 else "false"
+    global _WORKER_ENCODER
+    _WORKER_ENCODER = pickle.loads(encoder_state)
+
+
+def _encode_in_worker(pairs: Sequence[tuple[str, str]], use_token_type_ids: bool) -> EncodedPairs:
+    if _WORKER_ENCODER is None:
+        raise RuntimeError("tokenizer worker was not initialised")
+    return _WORKER_ENCODER.encode(pairs, use_token_type_ids)
+
+
+def check_processes(processes: int | None) -> int | None:
+    """``None`` (the default: tokenize in this process) or a non-negative process count."""
+    if processes is None:
+        return None
+    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 0:
+        raise ValueError(f"tokenizer_processes must be None or an integer >= 0, got {processes!r}")
+    return processes
+
+
+class TokenizerProcesses:
+    """A pool of ``processes`` tokenizer workers; :attr:`encode` is the picklable chunk function to submit."""
+
+    def __init__(self, encoder: PairEncoder, processes: int, use_token_type_ids: bool, rust_threads: int = 1) -> None:
+        if processes <= 0:
+            raise ValueError(f"processes must be positive, got {processes}")
+        self.processes = processes
+        self.executor = ProcessPoolExecutor(
+            max_workers=processes,
+            mp_context=multiprocessing.get_context("spawn"),  # never fork a process that may hold CUDA
+            initializer=_start_worker,
+            initargs=(pickle.dumps(encoder), rust_threads),
+        )
+        self.encode = functools.partial(_encode_in_worker, use_token_type_ids=use_token_type_ids)
+
+    def warm_up(self) -> None:
+        """Start every worker now (spawning costs ~1 s each) instead of on the first call."""
+        for future in [self.executor.submit(self.encode, [("", "")]) for _ in range(self.processes)]:
+            future.result()
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
