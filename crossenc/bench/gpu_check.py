@@ -182,7 +182,6 @@ def tokenizer_only_row(path: Path, pairs: list, reps: int, started: float) -> di
     ``pairs_per_s`` is crossenc's split encoding (each distinct text once); the details add
     Hugging Face's pair-by-pair encoding of the same pairs for comparison.
     """
-
     from crossenc import CrossEncoder
     from crossenc.pair_encoding import PairEncoder
 
