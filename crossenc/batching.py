@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crossenc.pair_encoding import EncodedPairs, PairEncoder
-from crossenc.predictor import PredictorInfo, TokenBatch
+from crossenc.pair_encoding import EncodedPairs, PairEncoder, concatenated_ranges
+from crossenc.predictor import PackedTokenBatch, PredictorInfo, TokenBatch
 
 DEFAULT_MAX_TOKENS = 16384  # padded tokens per batch on GPUs: 32 x 512, the largest batch_size=32 can need
 # On CPUs small batches stay in cache: MiniLM-L6 fp32 sdpa on the Debian workload (2-core EPYC, one
@@ -36,7 +36,7 @@ class PaddingStats:
     padded_tokens: int = 0
     batches: int = 0
 
-    def add(self, batch: TokenBatch) -> None:
+    def add(self, batch: TokenBatch | PackedTokenBatch) -> None:
         self.real_tokens += batch.real_tokens
         self.padded_tokens += batch.padded_tokens
         self.batches += 1
@@ -120,9 +120,18 @@ def collate(
     return TokenBatch(input_ids, attention_mask, token_type_ids, lengths.astype(np.int64))
 
 
+def collate_packed(encoded: EncodedPairs, indices: np.ndarray) -> PackedTokenBatch:
+    """The pairs at ``indices``, concatenated without padding (for ``is_padded=False`` backends)."""
+    lengths = encoded.lengths[indices]
+    positions = concatenated_ranges(encoded.offsets[indices], lengths)
+    input_ids = encoded.ids[positions].astype(np.int64)
+    token_type_ids = encoded.type_ids[positions].astype(np.int64) if encoded.type_ids is not None else None
+    return PackedTokenBatch(input_ids, token_type_ids, lengths.astype(np.int64))
+
+
 def iter_batches(
     encoded: EncodedPairs, info: PredictorInfo, *, batch_size: int, max_tokens: int, pad_token_id: int
-) -> Iterator[tuple[np.ndarray, TokenBatch]]:
+) -> Iterator[tuple[np.ndarray, TokenBatch | PackedTokenBatch]]:
     """Yield ``(indices, batch)`` in execution order for a backend described by ``info``."""
     effective_batch_size = min(batch_size, info.max_batch_size) if info.max_batch_size else batch_size
     plans = plan_batches(
@@ -133,4 +142,7 @@ def iter_batches(
         bucket_lengths=info.bucket_lengths,
     )
     for indices in plans:
-        yield indices, collate(encoded, indices, pad_token_id, info.bucket_lengths)
+        if info.is_padded:
+            yield indices, collate(encoded, indices, pad_token_id, info.bucket_lengths)
+        else:
+            yield indices, collate_packed(encoded, indices)

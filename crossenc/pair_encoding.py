@@ -234,7 +234,7 @@ class PairEncoder:
         ]
         piece_starts = np.stack([start for start, _ in pieces], axis=1).ravel()
         piece_lengths = np.stack([length for _, length in pieces], axis=1).ravel()
-        ids = source[_ranges(piece_starts, piece_lengths)]
+        ids = source[concatenated_ranges(piece_starts, piece_lengths)]
         type_ids = None
         if use_token_type_ids:
             type_source = np.concatenate(
@@ -243,7 +243,7 @@ class PairEncoder:
                     np.array(layout.prefix_types + layout.middle_types + layout.suffix_types, dtype=np.int8),
                 ]
             )
-            type_ids = type_source[_ranges(piece_starts, piece_lengths)]
+            type_ids = type_source[concatenated_ranges(piece_starts, piece_lengths)]
             piece_of_token = np.repeat(np.tile(np.arange(5), len(pairs)), piece_lengths)
             type_ids[piece_of_token == 1] = layout.first_type
             type_ids[piece_of_token == 3] = layout.second_type
@@ -269,7 +269,7 @@ def _offsets(lengths: np.ndarray) -> np.ndarray:
     return offsets
 
 
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def concatenated_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Concatenation of ``arange(start, start + length)`` for every (start, length), vectorized."""
     total = int(lengths.sum())
     ends = np.cumsum(lengths)

@@ -43,6 +43,31 @@ class TokenBatch:
 
 
 @dataclass(frozen=True)
+class PackedTokenBatch:
+    """One batch without padding, what backends with ``is_padded=False`` receive.
+
+    Row ``i`` is ``input_ids[offsets[i]:offsets[i] + lengths[i]]`` with ``offsets`` the running
+    sum of ``lengths``; nothing is padded, so ``padded_tokens == real_tokens``.
+    """
+
+    input_ids: np.ndarray  # int64 [total_tokens]
+    token_type_ids: np.ndarray | None  # int64 [total_tokens] or None
+    lengths: np.ndarray  # int64 [batch]
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.lengths.shape[0])
+
+    @property
+    def real_tokens(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    @property
+    def padded_tokens(self) -> int:
+        return self.real_tokens
+
+
+@dataclass(frozen=True)
 class PredictorInfo:
     """What a backend declares about itself; the batcher and facade read only this."""
 
@@ -69,7 +94,11 @@ class Predictor(Protocol):
     info: PredictorInfo
 
     def predict_logits(self, batch: TokenBatch) -> np.ndarray:
-        """Run one batch; return float32 logits of shape ``[batch, num_labels]``."""
+        """Run one batch; return float32 logits of shape ``[batch, num_labels]``.
+
+        Backends declaring ``is_padded=False`` receive :class:`PackedTokenBatch` from the batcher
+        (and still accept a padded :class:`TokenBatch`).
+        """
         ...
 
 

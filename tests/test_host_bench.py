@@ -10,7 +10,7 @@ from crossenc.bench import host_pipeline
 def test_measure_stages_reports_every_stage(tiny_model):
     result = host_pipeline.measure_stages(str(tiny_model), "synthetic:3:20:5:40", repetitions=1)
     stages = [row["stage"] for row in result["rows"]]
-    assert stages[0].startswith("tokenize pairs (joint") and "pack (drop padding)" in stages
+    assert stages[0].startswith("tokenize pairs (joint") and "collate packed, for packed backends" in stages
     assert result["pairs"] == 60 and all(row["pairs_per_s"] > 0 for row in result["rows"])
 
 

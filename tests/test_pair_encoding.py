@@ -12,7 +12,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from crossenc.batching import collate, encode_pairs
-from crossenc.pair_encoding import PairEncoder, _ranges, learn_layout, longest_first_lengths
+from crossenc.pair_encoding import PairEncoder, concatenated_ranges, learn_layout, longest_first_lengths
 from tests.conftest import WORDS, random_pairs
 
 CORPUS = [" ".join(random.Random(seed).choices(WORDS, k=30)) for seed in range(200)]
@@ -173,11 +173,11 @@ def test_duplicate_texts_are_tokenized_once(bert_tokenizer):
     assert len(encoded) == 9
 
 
-def test_ranges_with_empty_pieces():
+def testranges_with_empty_pieces():
     starts = np.array([5, 0, 9, 2, 7])
     lengths = np.array([2, 0, 3, 0, 1])
-    assert _ranges(starts, lengths).tolist() == [5, 6, 9, 10, 11, 7]
-    assert _ranges(np.array([3]), np.array([0])).tolist() == []
+    assert concatenated_ranges(starts, lengths).tolist() == [5, 6, 9, 10, 11, 7]
+    assert concatenated_ranges(np.array([3]), np.array([0])).tolist() == []
 
 
 def test_collate_pads_and_keeps_order(bert_tokenizer):
@@ -192,3 +192,29 @@ def test_collate_pads_and_keeps_order(bert_tokenizer):
         assert batch.token_type_ids[row, :length].tolist() == encoded.type_ids[begin:end].tolist()
         assert (batch.input_ids[row, length:] == 99).all() and (batch.token_type_ids[row, length:] == 0).all()
         assert batch.attention_mask[row].tolist() == [1] * length + [0] * (batch.padded_length - length)
+
+
+@pytest.mark.parametrize("style, pad", [("absolute", 0), ("padding_offset", 1)])
+def test_packed_batches_equal_padded_then_unpacked(bert_tokenizer, style, pad):
+    from crossenc.batching import collate_packed
+    from crossenc.kernels.packing import pack_batch
+
+    pairs = random_pairs(30, seed=5) + [("[PAD] inside", "text [PAD] [PAD] with pad tokens")]
+    encoded = encode_pairs(bert_tokenizer, pairs, 40, True)
+    encoded = type(encoded)(ids=np.where(encoded.ids == 0, pad, encoded.ids), type_ids=encoded.type_ids,
+                            offsets=encoded.offsets)  # the pad id of the position style appears inside texts
+    indices = np.array([30, 3, 17, 0, 29])
+    direct = pack_batch(collate_packed(encoded, indices), style, pad)
+    via_padding = pack_batch(collate(encoded, indices, pad), style, pad)
+    for field in ("input_ids", "token_type_ids", "position_ids", "cu_seqlens", "lengths"):
+        assert np.array_equal(getattr(direct, field), getattr(via_padding, field)), field
+    assert (direct.position_ids != np.arange(len(direct.position_ids))).any()
+
+
+def test_packed_backend_gets_packed_batches_and_no_padding_counted(tiny_model, pairs):
+    from crossenc import CrossEncoder
+
+    packed = CrossEncoder(str(tiny_model), variant="packed")
+    padded = CrossEncoder(str(tiny_model), variant="sdpa")
+    np.testing.assert_allclose(packed.predict(pairs), padded.predict(pairs), atol=1e-6)
+    assert packed.last_padding.efficiency == 1.0 and padded.last_padding.efficiency < 1.0

@@ -42,7 +42,7 @@ def measure_stages(model: str, workload_spec: str, repetitions: int) -> dict[str
     """pairs/s of every host stage in this process (its tokenizer thread pool as the environment set it)."""
     from transformers import AutoTokenizer
 
-    from crossenc.batching import collate, plan_batches
+    from crossenc.batching import collate, collate_packed, plan_batches
     from crossenc.bench.workload import load_workload
     from crossenc.kernels.packing import pack_batch
     from crossenc.pair_encoding import PairEncoder
@@ -57,6 +57,7 @@ def measure_stages(model: str, workload_spec: str, repetitions: int) -> dict[str
     encoded = split.encode(pairs, uses_types)
     plans = plan_batches(encoded.lengths, batch_size=GPU_BATCH_SIZE, max_tokens=GPU_MAX_TOKENS, is_padded=False)
     batches = [collate(encoded, indices, 0) for indices in plans]
+    packed_batches = [collate_packed(encoded, indices) for indices in plans]
     per_query = [query.pairs() for query in workload.queries]
 
     stages: dict[str, Callable[[], Any]] = {
@@ -66,8 +67,12 @@ def measure_stages(model: str, workload_spec: str, repetitions: int) -> dict[str
         "plan batches (sort, token budget)": lambda: plan_batches(
             encoded.lengths, batch_size=GPU_BATCH_SIZE, max_tokens=GPU_MAX_TOKENS, is_padded=False
         ),
-        "collate (pad)": lambda: [collate(encoded, indices, 0) for indices in plans],
-        "pack (drop padding)": lambda: [pack_batch(batch, "absolute", 0) for batch in batches],
+        "collate (pad), for padded backends": lambda: [collate(encoded, indices, 0) for indices in plans],
+        "pack a padded batch (drop padding)": lambda: [pack_batch(batch, "absolute", 0) for batch in batches],
+        "collate packed, for packed backends": lambda: [collate_packed(encoded, indices) for indices in plans],
+        "pack a packed batch (positions, cu_seqlens)": lambda: [
+            pack_batch(batch, "absolute", 0) for batch in packed_batches
+        ],
     }
     rows = []
     for name, function in stages.items():

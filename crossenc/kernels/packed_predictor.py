@@ -1,8 +1,8 @@
 """The packed (padding-free) torch predictor behind the variants ``packed``, ``packed-fp16``, ``packed-bf16``.
 
-It receives the usual padded :class:`TokenBatch`, drops the padding, runs
-:class:`~crossenc.kernels.packed_model.PackedEncoder` on the real tokens only and declares
-``is_padded=False`` so the batcher budgets ``sum(lengths)`` tokens per batch.
+It declares ``is_padded=False``, so the batcher budgets ``sum(lengths)`` tokens per batch and
+hands it :class:`PackedTokenBatch` (a padded :class:`TokenBatch` is accepted too and unpadded),
+and runs :class:`~crossenc.kernels.packed_model.PackedEncoder` on the real tokens only.
 
 ``request.options`` (``backend_kwargs`` of ``CrossEncoder``):
 ``use_triton`` (False) Triton bias+GELU, residual+LayerNorm and attention kernels on CUDA;
@@ -28,7 +28,7 @@ from crossenc.kernels.ops import PackedOps, torch_ops, triton_ops
 from crossenc.kernels.packed_model import PackedEncoder, architecture_for, build_packed_encoder
 from crossenc.kernels.packing import PackedTokens, pack_batch
 from crossenc.kernels.triton_support import triton_available
-from crossenc.predictor import PredictorInfo, TokenBatch
+from crossenc.predictor import PackedTokenBatch, PredictorInfo, TokenBatch
 
 PRECISIONS: dict[str, tuple[str, torch.dtype]] = {
     "packed": ("fp32", torch.float32),
@@ -65,7 +65,7 @@ class PackedPredictor(InFlightPredictions):
         self.graphs = graphs
         self.in_flight = in_flight
 
-    def _launch(self, batch: TokenBatch) -> torch.Tensor:
+    def _launch(self, batch: TokenBatch | PackedTokenBatch) -> torch.Tensor:
         tokens = pack_batch(batch, self.position_style, self.pad_token_id)
         logits = self.graphs.run(tokens) if self.graphs is not None else None
         if logits is None:
@@ -75,7 +75,7 @@ class PackedPredictor(InFlightPredictions):
         return logits
 
     @torch.inference_mode()
-    def predict_logits(self, batch: TokenBatch) -> np.ndarray:
+    def predict_logits(self, batch: TokenBatch | PackedTokenBatch) -> np.ndarray:
         return self._launch(batch).float().cpu().numpy()
 
     def _eager(self, tokens: PackedTokens) -> torch.Tensor:

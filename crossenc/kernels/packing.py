@@ -1,4 +1,4 @@
-"""Turn a padded TokenBatch into packed (padding-free) token arrays plus ``cu_seqlens``.
+"""Packed (padding-free) token arrays plus ``cu_seqlens``, from a padded or already packed batch.
 
 Row ``i`` of the padded batch contributes its first ``lengths[i]`` tokens; the packed arrays
 concatenate them in row order. Position ids restart at every sequence, the way the Hugging
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crossenc.predictor import TokenBatch
+from crossenc.predictor import PackedTokenBatch, TokenBatch
 
 POSITION_STYLES = ("absolute", "padding_offset")
 
@@ -56,8 +56,37 @@ def position_ids_padded(input_ids: np.ndarray, style: str, pad_token_id: int) ->
     raise ValueError(f"unknown position style {style!r}; expected one of {POSITION_STYLES}")
 
 
-def pack_batch(batch: TokenBatch, position_style: str, pad_token_id: int) -> PackedTokens:
-    """Drop the padding of ``batch``: real tokens of row ``i`` are its first ``lengths[i]`` positions."""
+def position_ids_packed(input_ids: np.ndarray, lengths: np.ndarray, style: str, pad_token_id: int) -> np.ndarray:
+    """Position ids of concatenated sequences, equal to :func:`position_ids_padded` on their real tokens."""
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    if style == "absolute":
+        return np.arange(len(input_ids), dtype=np.int64) - starts
+    if style == "padding_offset":
+        not_pad = (input_ids != pad_token_id).astype(np.int64)
+        running = np.cumsum(not_pad)
+        before = np.concatenate([[0], running])[starts]  # count up to each sequence's start
+        return (running - before) * not_pad + pad_token_id
+    raise ValueError(f"unknown position style {style!r}; expected one of {POSITION_STYLES}")
+
+
+def pack_batch(batch: TokenBatch | PackedTokenBatch, position_style: str, pad_token_id: int) -> PackedTokens:
+    """Drop the padding of ``batch``: real tokens of row ``i`` are its first ``lengths[i]`` positions.
+
+    A :class:`PackedTokenBatch` has none to drop: only position ids and ``cu_seqlens`` are added.
+    """
+    if isinstance(batch, PackedTokenBatch):
+        lengths = np.asarray(batch.lengths, dtype=np.int64)
+        if len(lengths) and lengths.min() < 1:
+            raise ValueError(f"every sequence needs at least one token; got lengths down to {lengths.min()}")
+        input_ids = batch.input_ids.astype(np.int64, copy=False)
+        types = batch.token_type_ids
+        return PackedTokens(
+            input_ids=input_ids,
+            token_type_ids=np.zeros_like(input_ids) if types is None else types.astype(np.int64, copy=False),
+            position_ids=position_ids_packed(input_ids, lengths, position_style, pad_token_id),
+            cu_seqlens=cumulative_lengths(lengths),
+            lengths=lengths,
+        )
     lengths = np.asarray(batch.lengths, dtype=np.int64)
     if lengths.ndim != 1 or len(lengths) != batch.batch_size:
         raise ValueError(f"lengths has shape {lengths.shape}; expected ({batch.batch_size},)")
