@@ -1,10 +1,12 @@
-"""Tokenize the next chunk of pairs on a worker thread while the current chunk is being scored.
+"""Tokenize the next chunks of pairs on a worker (thread or processes) while the current one is scored.
 
 On a GPU the host's tokenizer is the bottleneck: MiniLM-L6 runs far more pairs per second on
-an H100 than one process tokenizes (Debian pairs: ~7,800 pairs/s per core here). Scoring in
+an H100 than one process tokenizes (Debian pairs: ~10,000 pairs/s per core here, `crossenc
+bench-host`). Scoring in
 chunks, with chunk ``k + 1`` tokenized while chunk ``k`` runs, makes throughput the slower of the
 two instead of their sum. The Rust tokenizer releases the GIL inside ``encode_batch``, so most of
-the worker's time overlaps (building the id arrays afterwards holds it). Each chunk is length-
+the worker's time overlaps (building the id arrays afterwards holds it; worker processes,
+:mod:`crossenc.tokenizer_processes`, take that off this process too). Each chunk is length-
 sorted on its own: packed backends lose nothing, padded ones a little, and padded fp16 scores can
 differ in the last bits from a one-chunk run because batch neighbours change.
 """
