@@ -223,6 +223,9 @@ class CrossEncoder:
         if not self.tokenizer_processes:
             raise RuntimeError("this CrossEncoder tokenizes in-process (tokenizer_processes is None or 0)")
         with self._pool_lock:
+            if self._tokenizer_pool is not None and self._tokenizer_pool.broken:
+                self._tokenizer_pool.close()  # a worker died during an earlier call, which raised; start afresh
+                self._tokenizer_pool = None
             if self._tokenizer_pool is None:
                 pool = TokenizerProcesses(self._pair_encoder, self.tokenizer_processes, self.uses_token_type_ids)
                 weakref.finalize(self, pool.close)

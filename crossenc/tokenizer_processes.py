@@ -59,6 +59,11 @@ class TokenizerProcesses:
         )
         self.encode = functools.partial(_encode_in_worker, use_token_type_ids=use_token_type_ids)
 
+    @property
+    def broken(self) -> bool:
+        """True once a worker died (killed, out of memory): the executor then refuses all work."""
+        return bool(getattr(self.executor, "_broken", False))
+
     def warm_up(self) -> None:
         """Start every worker now (spawning costs ~1 s each) instead of on the first call."""
         for future in [self.executor.submit(self.encode, [("", "")]) for _ in range(self.processes)]:

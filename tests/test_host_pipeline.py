@@ -248,3 +248,31 @@ def test_tokenizer_processes_give_the_same_scores(tiny_model, pairs):
 def test_tokenizer_processes_checked(tiny_model, value):
     with pytest.raises(ValueError, match="tokenizer_processes"):
         CrossEncoder(str(tiny_model), tokenizer_processes=value)
+
+
+def test_packed_variant_with_tokenizer_processes(tiny_model, pairs):
+    reference = CrossEncoder(str(tiny_model), variant="packed", tokenize_ahead=False).predict(pairs)
+    pooled = CrossEncoder(str(tiny_model), variant="packed", tokenizer_processes=1)
+    pooled.tokenize_ahead_chunk = 16
+    np.testing.assert_allclose(pooled.predict(pairs), reference, atol=1e-6)
+    assert pooled.last_padding.efficiency == 1.0
+    pooled.tokenizer_pool().close()
+
+
+def test_a_dead_tokenizer_worker_fails_one_call_then_the_pool_restarts(tiny_model, pairs):
+    import os
+    import signal
+    from concurrent.futures.process import BrokenProcessPool
+
+    encoder = CrossEncoder(str(tiny_model), tokenizer_processes=1)
+    encoder.tokenize_ahead_chunk = 10
+    expected = encoder.predict(pairs)
+    pool = encoder.tokenizer_pool()
+    for pid in list(pool.executor._processes):
+        os.kill(pid, signal.SIGKILL)
+    with pytest.raises(BrokenProcessPool):
+        for _ in range(50):  # the executor notices the death on its management thread, a moment later
+            encoder.predict(pairs)
+    np.testing.assert_allclose(encoder.predict(pairs), expected, atol=1e-6)
+    assert encoder.tokenizer_pool() is not pool
+    encoder.tokenizer_pool().close()
