@@ -110,13 +110,15 @@ def collate(
     padded_length = round_up_to_bucket(int(lengths.max()), bucket_lengths)
     columns = np.arange(padded_length)
     real = columns < lengths[:, None]
-    # Padded slots read some valid token, then get overwritten.
-    source = np.minimum(encoded.offsets[indices][:, None] + np.where(real, columns, 0), max(len(encoded.ids) - 1, 0))
+    # Padded slots read some valid token (a dummy one when every sequence is empty), then get overwritten.
+    ids = encoded.ids if len(encoded.ids) else np.zeros(1, dtype=np.int32)
+    source = np.minimum(encoded.offsets[indices][:, None] + np.where(real, columns, 0), len(ids) - 1)
     attention_mask = real.astype(np.int64)
-    input_ids = np.where(real, encoded.ids[source], pad_token_id).astype(np.int64)
+    input_ids = np.where(real, ids[source], pad_token_id).astype(np.int64)
     token_type_ids = None
     if encoded.type_ids is not None:
-        token_type_ids = np.where(real, encoded.type_ids[source], 0).astype(np.int64)
+        types = encoded.type_ids if len(encoded.type_ids) else np.zeros(1, dtype=np.int8)
+        token_type_ids = np.where(real, types[source], 0).astype(np.int64)
     return TokenBatch(input_ids, attention_mask, token_type_ids, lengths.astype(np.int64))
 
 

@@ -64,7 +64,8 @@ class CrossEncoder:
     predictor; ``max_tokens`` caps tokens per batch; ``accuracy`` is the ``backend="auto"`` tier;
     ``tokenize_ahead`` (None = on for accelerators) tokenizes the next ``tokenize_ahead_chunk``
     pairs on a worker thread while the current ones are scored; ``tokenizer_processes=N`` does
-    it in N worker processes instead (started on first use; calls of one chunk stay in-process).
+    it in N worker processes instead (started on first use, so it implies tokenizing ahead; calls
+    of one chunk stay in-process; ``close()`` or a ``with`` block stops them).
     """
 
     tokenize_ahead_chunk: int = DEFAULT_CHUNK_PAIRS
@@ -105,6 +106,7 @@ class CrossEncoder:
         self.tokenize_ahead = tokenize_ahead
         self.tokenizer_processes = check_processes(tokenizer_processes)
         self._tokenizer_pool: TokenizerProcesses | None = None
+        self._pool_finalizer: weakref.finalize | None = None
         config_kwargs = dict(config_kwargs or {})
         if num_labels is not None:
             config_kwargs["num_labels"] = check_positive("num_labels", num_labels)
@@ -223,12 +225,11 @@ class CrossEncoder:
         if not self.tokenizer_processes:
             raise RuntimeError("this CrossEncoder tokenizes in-process (tokenizer_processes is None or 0)")
         with self._pool_lock:
-            if self._tokenizer_pool is not None and self._tokenizer_pool.broken:
-                self._tokenizer_pool.close()  # a worker died during an earlier call, which raised; start afresh
-                self._tokenizer_pool = None
+            if self._tokenizer_pool is not None and not self._tokenizer_pool.usable:
+                self._stop_pool()  # closed, or a worker died during an earlier call (which raised): start afresh
             if self._tokenizer_pool is None:
                 pool = TokenizerProcesses(self._pair_encoder, self.tokenizer_processes, self.uses_token_type_ids)
-                weakref.finalize(self, pool.close)
+                self._pool_finalizer = weakref.finalize(self, pool.close)
                 self._tokenizer_pool = pool
             return self._tokenizer_pool
 
@@ -243,6 +244,22 @@ class CrossEncoder:
                 pad_token_id=self.pad_token_id,
             ):
                 yield offset + indices, batch
+
+    def _stop_pool(self) -> None:
+        if self._pool_finalizer is not None:
+            self._pool_finalizer()  # closes the pool once and unregisters itself
+        self._tokenizer_pool, self._pool_finalizer = None, None
+
+    def close(self) -> None:
+        """Stop the tokenizer worker processes, if any (a later call starts them again)."""
+        with self._pool_lock:
+            self._stop_pool()
+
+    def __enter__(self) -> "CrossEncoder":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def _encode(self, pairs: list[tuple[str, str]]) -> EncodedPairs:
         with self._tokenizer_lock:

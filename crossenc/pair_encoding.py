@@ -142,12 +142,15 @@ def pair_tokenizer(tokenizer, max_length: int):
 
     Hugging Face's ``tokenizer(queries, documents, truncation="longest_first", max_length=N)`` sets
     exactly this truncation on its backend and calls ``encode_batch``. Never mutated after this,
-    so concurrent encodes are safe. A ``tokenizers.Tokenizer`` is used as it is.
+    so concurrent encodes are safe. A ``tokenizers.Tokenizer`` keeps its own truncation (its copy
+    loses only its padding, which would put pad tokens inside the pairs).
     """
     from tokenizers import Tokenizer
 
     if isinstance(tokenizer, Tokenizer):
-        return tokenizer
+        backend = copy.deepcopy(tokenizer)
+        backend.no_padding()
+        return backend
     backend = copy.deepcopy(tokenizer.backend_tokenizer)
     backend.no_padding()
     backend.enable_truncation(max_length, stride=0, strategy="longest_first", direction=tokenizer.truncation_side)
@@ -168,6 +171,8 @@ class PairEncoder:
         self.single.no_truncation()
         self.layout = learn_layout(self.single) if split and _split_supported(truncation) else None
         self.max_length = truncation["max_length"] if truncation else None
+        if self.layout is not None and self.max_length is not None and self.max_length < self.layout.num_special:
+            self.layout = None  # the library then skips truncation altogether; leave that case to it
         self.truncate_left = bool(truncation) and truncation.get("direction") == "left"
         # encode_batch_fast (tokenizers >= 0.21) skips character offsets: same ids, less work.
         self._encode_texts = getattr(self.single, "encode_batch_fast", self.single.encode_batch)

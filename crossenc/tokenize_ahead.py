@@ -41,7 +41,8 @@ class TokenizeAhead:
     private one-thread pool, or on ``executor`` when given (e.g. tokenizer worker processes;
     ``tokenize`` must then be picklable, and the shared executor is left running). ``close()``
     (also on exhaustion, on an exception in the consumer, or leaving a ``with`` block) cancels
-    what has not started and never waits for a running chunk: its result is dropped.
+    what has not started and does not wait for chunks already running: their results are
+    dropped (on a shared executor they still finish before its later work).
     """
 
     def __init__(

@@ -6,6 +6,8 @@ per text, then numpy) holds it: ~6 us per Debian pair here, which caps one proce
 with its own copy of the :class:`~crossenc.pair_encoding.PairEncoder` and a one-thread Rust
 pool) do all of it; the scoring process only pickles the texts out and the arrays back.
 Used through :class:`~crossenc.tokenize_ahead.TokenizeAhead` for calls of more than one chunk.
+Workers are spawned, so a script that uses them needs the usual ``if __name__ == "__main__":``
+guard (a spawned worker imports the main module).
 """
 
 from __future__ import annotations
@@ -58,11 +60,12 @@ class TokenizerProcesses:
             initargs=(pickle.dumps(encoder), rust_threads),
         )
         self.encode = functools.partial(_encode_in_worker, use_token_type_ids=use_token_type_ids)
+        self.closed = False
 
     @property
-    def broken(self) -> bool:
-        """True once a worker died (killed, out of memory): the executor then refuses all work."""
-        return bool(getattr(self.executor, "_broken", False))
+    def usable(self) -> bool:
+        """False once closed, or once a worker died (killed, out of memory): the executor then refuses all work."""
+        return not self.closed and not getattr(self.executor, "_broken", False)
 
     def warm_up(self) -> None:
         """Start every worker now (spawning costs ~1 s each) instead of on the first call."""
@@ -70,4 +73,8 @@ class TokenizerProcesses:
             future.result()
 
     def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        """Stop the workers; queued chunks are dropped, a chunk being encoded finishes first."""
+        broken = bool(getattr(self.executor, "_broken", False))
+        self.closed = True
+        # A broken pool's workers are gone: waiting is instant and lets its manager thread exit cleanly.
+        self.executor.shutdown(wait=broken, cancel_futures=True)

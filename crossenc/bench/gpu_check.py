@@ -14,10 +14,10 @@ Needs torch with CUDA. Every row is appended to ``<out>/gpu_check.json`` as soon
 measured (a timeout still leaves the rows done so far) and ``<out>/gpu_check.md`` is
 rewritten with them. A row that fails records its error string instead of stopping the run.
 Rows: crossenc torch sdpa fp32 (the score reference), sentence-transformers CrossEncoder fp16
-at batch 32 and 128, the host's tokenization alone (the end-to-end ceiling), packed-fp16 +
+at batch 32 and 128, the host's tokenization alone (the in-process ceiling), packed-fp16 +
 Triton + CUDA graphs with 1 or 2 batches in flight, with tokenizer worker processes,
-pre-tokenized (the device-side ceiling) and without tokenize-ahead, crossenc sdpa fp16 (1 or 2 in flight) and bf16, packed-fp16 with and
-without Triton kernels and CUDA graphs, packed-bf16, packed fp32, a Triton kernel self-check,
+pre-tokenized (the device-side ceiling) and without tokenize-ahead, crossenc sdpa fp16 (1 or 2
+in flight) and bf16, packed-fp16 with and without Triton kernels and CUDA graphs, packed-bf16, packed fp32, a Triton kernel self-check,
 ONNX Runtime CUDA fp16. crossenc rows on CUDA tokenize ahead (chunks of 2048 pairs) unless
 the row says otherwise.
 Throughput: one warm-up pass over each pair set, then ``--reps`` timed passes, median.
@@ -177,7 +177,7 @@ def pretokenized_scorer(path: Path, variant: str, options: dict, batch_size: int
 
 
 def tokenizer_only_row(path: Path, pairs: list, reps: int, started: float) -> dict[str, Any]:
-    """Host ceiling: pairs/s of crossenc's tokenization (Rust, all cores) on the throughput set.
+    """In-process host ceiling: pairs/s of crossenc's tokenization (Rust, all cores) on the throughput set.
 
     ``pairs_per_s`` is crossenc's split encoding (each distinct text once); the details add
     Hugging Face's pair-by-pair encoding of the same pairs for comparison.

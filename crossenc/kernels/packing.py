@@ -78,6 +78,8 @@ def pack_batch(batch: TokenBatch | PackedTokenBatch, position_style: str, pad_to
         lengths = np.asarray(batch.lengths, dtype=np.int64)
         if len(lengths) and lengths.min() < 1:
             raise ValueError(f"every sequence needs at least one token; got lengths down to {lengths.min()}")
+        if int(lengths.sum()) != len(batch.input_ids):
+            raise ValueError(f"lengths add up to {int(lengths.sum())} tokens but the batch holds {len(batch.input_ids)}")
         input_ids = batch.input_ids.astype(np.int64, copy=False)
         types = batch.token_type_ids
         return PackedTokens(
