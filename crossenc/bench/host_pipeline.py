@@ -161,7 +161,7 @@ def run_children(model: str, workload_spec: str, repetitions: int, threads: list
 
 def markdown(result: dict[str, Any]) -> str:
     runs = result["runs"]
-    header = "| stage | " + " | ".join(f"pairs/s, {run['rayon_threads']} tokenizer threads" for run in runs) + " |"
+    header = "| stage | " + " | ".join(f"pairs/s, RAYON_NUM_THREADS={run['rayon_threads']}" for run in runs) + " |"
     lines = [
         f"# Host pipeline: {result['machine']['cpu_model']}, {result['machine']['physical_cores']} physical cores",
         "",
