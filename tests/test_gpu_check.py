@@ -32,3 +32,24 @@ def test_host_tokenizer_row_measures_pairs_per_second(tiny_model, pairs, tmp_pat
 def test_refuses_to_run_without_cuda(tmp_path):
     with pytest.raises(SystemExit, match="CUDA"):
         gpu_check.main(["--out", str(tmp_path)])
+
+
+def test_encoder_flops_by_hand():
+    from crossenc.bench.model_flops import encoder_flops
+
+    # One sequence of 3 tokens, hidden 2, intermediate 4, 2 layers.
+    dense = 2 * (4 * 2 * 2 + 2 * 2 * 4)  # 64 per token per layer
+    full_layer = 3 * dense + 4 * 3 * 3 * 2  # 192 + 72
+    last = 3 * 2 * (2 * 2 * 2) + 2 * (2 * 2 * 2 + 2 * 2 * 4) + 4 * 3 * 2  # K,V for all + one token + one query row
+    assert encoder_flops([3], 2, 4, 2, first_token=False) == 2 * full_layer
+    assert encoder_flops([3], 2, 4, 2) == full_layer + last
+    assert encoder_flops([3, 3], 2, 4, 2) == 2 * (full_layer + last)
+
+
+def test_gflop_per_pair_and_the_tflops_column(tiny_model, pairs, tmp_path):
+    gflop = gpu_check.gflop_per_pair(tiny_model, pairs)
+    assert gflop is not None and 0 < gflop < 1e-2  # a 2-layer, 32-wide model
+    assert gpu_check.gflop_per_pair(tmp_path / "missing", pairs) is None
+    recorder = gpu_check.Recorder(tmp_path, {"gpu": "none", "gflop_per_pair": 2.0})
+    recorder.add({"name": "row", "pairs_per_s": 50_000.0, "elapsed_s": 1.0})
+    assert "| row | 50000 |  | 100 |" in (tmp_path / "gpu_check.md").read_text()

@@ -79,9 +79,13 @@ class Recorder:
             f"torch {self.environment.get('torch')}, CUDA {self.environment.get('cuda')}, "
             f"triton {self.environment.get('triton')}, flash-attn {self.environment.get('flash_attn')}",
             "",
-            "| row | pairs/s | x ST fp16 b32 | max abs logit diff vs fp32 | batch / max_tokens | details | error |",
-            "|---|---:|---:|---:|---|---|---|",
+            f"TFLOP/s = pairs/s x {self.environment.get('gflop_per_pair') or 0:.2f} GFLOP per pair (matrix products "
+            "of the encoder with a first-token last layer, crossenc.bench.model_flops; H100 SXM dense fp16 peak ~990).",
+            "",
+            "| row | pairs/s | x ST fp16 b32 | TFLOP/s | max abs logit diff vs fp32 | batch / max_tokens | details | error |",
+            "|---|---:|---:|---:|---:|---|---|---|",
         ]
+        gflop = self.environment.get("gflop_per_pair")
         for row in self.rows:
             speed = row.get("pairs_per_s")
             ratio = f"{speed / baseline:.2f}" if speed and baseline else ""
@@ -90,8 +94,9 @@ class Recorder:
             details = row.get("details") or {}
             known = [k for k in ("attention", "elementwise", "cuda_graphs") if k in details]
             summary = ", ".join(f"{k}={details[k]}" for k in (known or details))
+            tflops = f"{speed * gflop / 1e3:.0f}" if speed and gflop else ""
             lines.append(
-                f"| {row['name']} | {f'{speed:.0f}' if speed else ''} | {ratio} | "
+                f"| {row['name']} | {f'{speed:.0f}' if speed else ''} | {ratio} | {tflops} | "
                 f"{diff_text} | {row.get('batch_size', '')} / {row.get('max_tokens', '')} | "
                 f"{summary} | {(row.get('error') or '')[:160]} |"
             )
@@ -354,10 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     from crossenc.bench.workload import load_debian
     from crossenc.demo import demo_model_path
 
-    recorder = Recorder(args.out, environment())
     path = args.model or demo_model_path()
     debian = load_debian()
     small, big = debian.subset(300, 10).pairs(), debian.subset(300, args.big_queries).pairs()
+    recorder = Recorder(args.out, {**environment(), "gflop_per_pair": gflop_per_pair(path, big)})
     reference = None
     for name, factory, fields in row_plan(path):
         if time.perf_counter() - started > args.deadline - MIN_SECONDS_FOR_ROW:
@@ -374,6 +379,23 @@ def main(argv: list[str] | None = None) -> int:
             reference, row["max_abs_diff"] = scores, 0.0
         recorder.add(row)
     return 0
+
+
+def gflop_per_pair(path: Path, pairs: list) -> float | None:
+    """Mean encoder GFLOP per pair of ``pairs`` for the checkpoint at ``path`` (None if it cannot be read)."""
+    try:
+        from transformers import AutoConfig, AutoTokenizer
+
+        from crossenc.bench.model_flops import config_flops
+        from crossenc.pair_encoding import PairEncoder
+
+        config = AutoConfig.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        lengths = PairEncoder(tokenizer, min(tokenizer.model_max_length, 512)).encode(pairs, False).lengths
+        return config_flops(config, lengths) / len(pairs) / 1e9
+    except Exception as error:  # a missing figure must not stop the GPU run
+        print(f"gflop_per_pair: {type(error).__name__}: {error}", flush=True)
+        return None
 
 
 def kernel_check_row(started: float) -> dict[str, Any]:
