@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -53,3 +54,25 @@ def test_gflop_per_pair_and_the_tflops_column(tiny_model, pairs, tmp_path):
     recorder = gpu_check.Recorder(tmp_path, {"gpu": "none", "gflop_per_pair": 2.0})
     recorder.add({"name": "row", "pairs_per_s": 50_000.0, "elapsed_s": 1.0})
     assert "| row | 50000 |  | 100 |" in (tmp_path / "gpu_check.md").read_text()
+
+
+def test_prepare_gpu_check_writes_an_fp16_copy_that_loads_upcast(tiny_model, pairs, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    from crossenc import CrossEncoder
+
+    path = Path(__file__).parent.parent / "scripts" / "prepare_gpu_check.py"
+    spec = importlib.util.spec_from_file_location("prepare_gpu_check", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    target = tmp_path / "carry" / "fp16"
+    assert script.main(["--source", str(tiny_model), "--out", str(target)]) == 0
+    with safe_open(str(target / "model.safetensors"), "pt") as weights:
+        assert {weights.get_tensor(name).dtype for name in weights.keys()} == {torch.float16}
+    copy, original = CrossEncoder(str(target)), CrossEncoder(str(tiny_model))
+    assert copy.info()["precision"] == "fp32"
+    np.testing.assert_allclose(copy.predict(pairs), original.predict(pairs), atol=5e-3)
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no staging left behind

@@ -1,7 +1,7 @@
 """One-shot GPU check: throughput and score agreement of the CUDA variants on the demo reranker.
 
 Run once on a fresh CUDA machine (hard limit ~8 minutes; the script stops starting rows at
-``--deadline`` seconds, default 420)::
+``--deadline`` seconds, default 420). On a machine with PyPI::
 
     pip install -e . --no-deps   # crossenc itself, from the repository root
     pip install "transformers>=5,<6" "tokenizers>=0.21" "huggingface_hub>=0.30" safetensors numpy tqdm \\
@@ -10,16 +10,21 @@ Run once on a fresh CUDA machine (hard limit ~8 minutes; the script stops starti
     #                onnxruntime-gpu onnx onnxscript (ONNX Runtime CUDA fp16 row)
     python -m crossenc.bench.gpu_check --out results/<slug>
 
+On the lent device machine (no network, 64 MiB carried): ``python scripts/prepare_gpu_check.py``
+here writes the fp16 demo copy to ``.device-carry/demo-fp16``, then with carry
+``[".device-carry"]``: ``PYTHONPATH=$PWD python3 -m crossenc.bench.gpu_check --model
+.device-carry/demo-fp16 --out $OUT/gpu --deadline 420``.
+
 Needs torch with CUDA. Every row is appended to ``<out>/gpu_check.json`` as soon as it is
 measured (a timeout still leaves the rows done so far) and ``<out>/gpu_check.md`` is
 rewritten with them. A row that fails records its error string instead of stopping the run.
-Rows: crossenc torch sdpa fp32 (the score reference), sentence-transformers CrossEncoder fp16
-at batch 32 and 128, the host's tokenization alone (the in-process ceiling), packed-fp16 +
-Triton + CUDA graphs with 1 or 2 batches in flight, with tokenizer worker processes,
-pre-tokenized (the device-side ceiling) and without tokenize-ahead, crossenc sdpa fp16 (1 or 2
-in flight) and bf16, packed-fp16 with and without Triton kernels and CUDA graphs, packed-bf16, packed fp32, a Triton kernel self-check,
-ONNX Runtime CUDA fp16. crossenc rows on CUDA tokenize ahead (chunks of 2048 pairs) unless
-the row says otherwise.
+Rows: crossenc torch sdpa fp32 (the score reference), sentence-transformers CrossEncoder fp16 at
+batch 32 and 128, the host's tokenization alone (the in-process ceiling), packed-fp16 + Triton +
+CUDA graphs with 1 or 2 batches in flight, with tokenizer worker processes, pre-tokenized (the
+device-side ceiling) and without tokenize-ahead, crossenc sdpa fp16 (1 or 2 in flight) and bf16,
+packed-fp16 with and without Triton kernels and CUDA graphs, packed-bf16, packed fp32, a Triton
+kernel self-check, ONNX Runtime CUDA fp16. crossenc rows on CUDA tokenize ahead (chunks of 2048
+pairs) unless the row says otherwise.
 Throughput: one warm-up pass over each pair set, then ``--reps`` timed passes, median.
 """
 
