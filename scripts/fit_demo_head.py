@@ -14,11 +14,10 @@ import random
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from crossenc.bench.workload import EVAL_START, FIT_QUERIES, load_debian
+from crossenc.bench.workload import FIT_QUERIES, load_debian
 from crossenc.demo import HEAD_FILE, HEAD_RANK, minilm_dir
 
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
+
+from crossenc.checkpoint_writer import write_checkpoint
 
 
 def write_fp16_copy(source: Path, target: Path) -> Path:
@@ -25,24 +24,11 @@ def write_fp16_copy(source: Path, target: Path) -> Path:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     model = AutoModelForSequenceClassification.from_pretrained(source, dtype=torch.float32).eval().half()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        model.save_pretrained(staging)
-        AutoTokenizer.from_pretrained(source).save_pretrained(staging)
-        config_path = staging / "config.json"
-        config = json.loads(config_path.read_text())
-        config["dtype"] = "float32"  # load upcast unless a row asks for fp16
-        source_config = json.loads((source / "config.json").read_text())
-        if "sentence_transformers" in source_config:  # the activation the scores use
-            config["sentence_transformers"] = source_config["sentence_transformers"]
-        config_path.write_text(json.dumps(config, indent=2))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    updates = {"dtype": "float32"}  # load upcast unless a row asks for fp16
+    source_config = json.loads((source / "config.json").read_text())
+    if "sentence_transformers" in source_config:  # the activation the scores use
+        updates["sentence_transformers"] = source_config["sentence_transformers"]
+    write_checkpoint(model, AutoTokenizer.from_pretrained(source), target, updates, overwrite=True)
     return target
 
 
