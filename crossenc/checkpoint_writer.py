@@ -10,10 +10,18 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_checkpoint(model, tokenizer, target: Path, config_updates: dict[str, Any], *, overwrite: bool) -> Path:
     """Save ``model`` and ``tokenizer`` to ``target`` with ``config_updates`` merged into config.json.
 
     ``overwrite=False``: if ``target`` appears meanwhile (another process built it), keep that one.
+    ``overwrite=True``: an old ``target`` is renamed aside, the new one renamed in, then the old one
+    deleted; a reader sees the old checkpoint, none, or the new one, never a half-written one.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -22,8 +30,13 @@ def write_checkpoint(model, tokenizer, target: Path, config_updates: dict[str, A
         tokenizer.save_pretrained(staging)
         config_path = staging / "config.json"
         config_path.write_text(json.dumps({**json.loads(config_path.read_text()), **config_updates}, indent=2))
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp made it private
         if overwrite and target.exists():
-            shutil.rmtree(target)
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            os.replace(target, old / target.name)
+            os.replace(staging, target)
+            shutil.rmtree(old, ignore_errors=True)
+            return target
         try:
             os.replace(staging, target)
         except OSError:

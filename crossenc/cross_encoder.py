@@ -36,7 +36,7 @@ from crossenc.pair_encoding import PairEncoder
 from crossenc.predictor import Predictor, TokenBatch
 from crossenc.scores import activation_path, logits_to_scores, rank_order, resolve_activation
 from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS, TokenizeAhead, should_tokenize_ahead
-from crossenc.tokenizer_processes import TokenizerProcesses, check_processes
+from crossenc.tokenizer_processes import TokenizerProcesses, check_processes, process_chunk_pairs
 
 
 def resolve_device(device: str | None) -> str:
@@ -201,7 +201,7 @@ class CrossEncoder:
         stats = PaddingStats()
         lock = contextlib.nullcontext() if self.predictor.info.thread_safe else self._predict_lock
         # Tokenizing starts here, before the predict lock: other callers' scoring overlaps it.
-        with self._chunks(pairs) as chunks, lock, tqdm(
+        with self._chunks(pairs, batch_size) as chunks, lock, tqdm(
             total=len(pairs), desc="Scoring", unit="pair", disable=not show_progress_bar
         ) as progress:
             for indices, batch_logits in self._run_batches(self._batches(chunks, batch_size), stats):
@@ -210,11 +210,12 @@ class CrossEncoder:
         self.last_padding = stats
         return logits
 
-    def _chunks(self, pairs: list[tuple[str, str]]) -> TokenizeAhead | contextlib.nullcontext:
+    def _chunks(self, pairs: list[tuple[str, str]], batch_size: int) -> TokenizeAhead | contextlib.nullcontext:
         """``(offset, EncodedPairs)`` chunks: several tokenized ahead on a worker, or one tokenized now."""
         chunk = self.tokenize_ahead_chunk
         if self.tokenizer_processes and len(pairs) > chunk:
             pool = self.tokenizer_pool()
+            chunk = process_chunk_pairs(len(pairs), pool.processes, batch_size, chunk)
             return TokenizeAhead(pool.encode, pairs, chunk, executor=pool.executor, depth=2 * pool.processes)
         if should_tokenize_ahead(self.tokenize_ahead, str(self.predictor.info.device), len(pairs), chunk):
             return TokenizeAhead(self._encode, pairs, chunk)

@@ -45,7 +45,12 @@ class ModelSource:
         return tokenizer
 
     def load_torch_model(self, config, **overrides):
-        """The Hugging Face ``*ForSequenceClassification`` model, safetensors only unless allowed."""
+        """The Hugging Face ``*ForSequenceClassification`` model, safetensors only unless allowed.
+
+        Weights load as fp32 unless ``model_kwargs`` or ``overrides`` name a ``dtype``: transformers
+        would otherwise keep the dtype a checkpoint was saved in (an fp16 file running fp16 on a CPU).
+        """
+        import torch
         from transformers import AutoModelForSequenceClassification
 
         if not self.allow_pickle and not any(self.path.glob("*.safetensors")):
@@ -58,6 +63,7 @@ class ModelSource:
         kwargs = {**self.model_kwargs, **overrides}
         if "torch_dtype" in kwargs:  # transformers 5 renamed torch_dtype to dtype
             kwargs.setdefault("dtype", kwargs.pop("torch_dtype"))
+        kwargs.setdefault("dtype", torch.float32)
         return AutoModelForSequenceClassification.from_pretrained(
             self.path,
             config=config,

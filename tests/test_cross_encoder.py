@@ -152,3 +152,17 @@ def test_pickle_weights_refused_unless_allowed(tmp_path, tiny_model):
     with pytest.raises(ValueError, match="pickle"):
         CrossEncoder(str(folder))
     assert CrossEncoder(str(folder), allow_pickle=True).predict(("a", "b")) > 0
+
+
+def test_half_precision_checkpoint_loads_fp32_unless_asked(tmp_path, tiny_model, pairs):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    half = tmp_path / "half"
+    AutoModelForSequenceClassification.from_pretrained(tiny_model).half().save_pretrained(half)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(half)
+    default = CrossEncoder(str(half))
+    assert {p.dtype for p in default.predictor.module.parameters()} == {torch.float32}
+    assert default.info()["precision"] == "fp32"
+    asked = CrossEncoder(str(half), model_kwargs={"dtype": torch.bfloat16})
+    assert {p.dtype for p in asked.predictor.module.parameters()} == {torch.bfloat16}
+    assert asked.info()["precision"] == "bf16"

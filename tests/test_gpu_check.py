@@ -72,7 +72,59 @@ def test_prepare_gpu_check_writes_an_fp16_copy_that_loads_upcast(tiny_model, pai
     assert script.main(["--source", str(tiny_model), "--out", str(target)]) == 0
     with safe_open(str(target / "model.safetensors"), "pt") as weights:
         assert {weights.get_tensor(name).dtype for name in weights.keys()} == {torch.float16}
+    assert json.loads((target / "config.json").read_text())["dtype"] == "float32"
     copy, original = CrossEncoder(str(target)), CrossEncoder(str(tiny_model))
     assert copy.info()["precision"] == "fp32"
+    assert {parameter.dtype for parameter in copy.predictor.module.parameters()} == {torch.float32}
     np.testing.assert_allclose(copy.predict(pairs), original.predict(pairs), atol=5e-3)
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_weights_dtype_and_report_header(tiny_model, tmp_path):
+    assert gpu_check.weights_dtype(tiny_model) == "F32"
+    recorder = gpu_check.Recorder(tmp_path, {"gpu": "none", "gflop_per_pair": 2.0, "model": "m", "weights_dtype": "F16"})
+    recorder.add({"name": gpu_check.HOST_TOKENIZER_ROW, "pairs_per_s": 9000.0, "elapsed_s": 1.0})
+    text = (tmp_path / "gpu_check.md").read_text()
+    assert "Model m (F16 weights)" in text
+    assert f"| {gpu_check.HOST_TOKENIZER_ROW} | 9000 |  |  |" in text  # no ratio, no TFLOP/s: no model ran
+
+
+@pytest.mark.parametrize("first_token", [False, True])
+def test_encoder_flops_match_torch_flop_counter(first_token):
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from crossenc.bench.model_flops import encoder_flops
+    from crossenc.exporters.first_token import first_token_model
+
+    config = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                        intermediate_size=64, num_labels=1, attn_implementation="eager")
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(config).eval()
+    module = first_token_model(model) if first_token else model
+    ids = torch.randint(5, 50, (1, 11))
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        module(input_ids=ids, attention_mask=torch.ones_like(ids))
+    head = 2 * 32 * 32 + 2 * 32 * 1  # pooler and classifier, left out of the count
+    assert counter.get_total_flops() - head == encoder_flops([11], 32, 64, 3, first_token=first_token)
+
+
+def test_checkpoint_writer_replaces_and_keeps(tiny_model, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from crossenc.checkpoint_writer import write_checkpoint
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    target = tmp_path / "out"
+    write_checkpoint(model, tokenizer, target, {"mark": 1}, overwrite=False)
+    write_checkpoint(model, tokenizer, target, {"mark": 2}, overwrite=False)  # exists: kept
+    assert json.loads((target / "config.json").read_text())["mark"] == 1
+    write_checkpoint(model, tokenizer, target, {"mark": 3}, overwrite=True)
+    assert json.loads((target / "config.json").read_text())["mark"] == 3
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o777 & ~mask  # a normal folder, not mkdtemp's private 0700
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]

@@ -234,7 +234,7 @@ def test_tokenizer_processes_give_the_same_scores(tiny_model, pairs):
     pooled = CrossEncoder(str(tiny_model), tokenizer_processes=2)
     pooled.predict(pairs[:5])
     assert pooled._tokenizer_pool is None  # one chunk: tokenized in-process, no workers started
-    pooled.tokenize_ahead_chunk = 7  # 50 pairs -> 8 chunks across 2 workers
+    pooled.tokenize_ahead_chunk = 7  # more than one chunk: the workers tokenize (chunks of one 32-pair batch)
     scores = pooled.predict(pairs, activation_fn=IDENTITY)
     assert pooled._tokenizer_pool is not None and pooled.info()["tokenizer_processes"] == 2
     np.testing.assert_allclose(scores, reference, atol=1e-6, rtol=0)
@@ -293,3 +293,11 @@ def test_close_stops_the_workers_and_a_later_call_restarts_them(tiny_model, pair
     np.testing.assert_allclose(encoder.predict(pairs), expected, atol=1e-6)  # starts a new pool
     encoder.close()
     encoder.close()  # idempotent
+
+
+def test_worker_chunks_keep_every_worker_busy_in_whole_batches():
+    from crossenc.tokenizer_processes import process_chunk_pairs
+
+    assert process_chunk_pairs(10_000, 14, 256, 2048) == 512  # ~2 per worker, rounded up to whole batches
+    assert process_chunk_pairs(10_000, 2, 256, 2048) == 2048  # capped by the tokenize-ahead chunk
+    assert process_chunk_pairs(100, 14, 32, 2048) == 32  # never under one batch

@@ -125,7 +125,8 @@ def load(request: LoadRequest) -> TorchPredictor:
         model_kwargs["dtype"] = dtype
     model = request.source.load_torch_model(request.config, **model_kwargs).to(device).eval()
     autocast_dtype = torch.bfloat16 if variant == "bf16" and not on_cuda else None
-    precision = {"fp16": "fp16", "bf16": "bf16", "int8": "int8"}.get(variant, "fp32")
+    weights = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}.get(next(model.parameters()).dtype)
+    precision = {"fp16": "fp16", "bf16": "bf16", "int8": "int8"}.get(variant, weights or "fp32")
     bucket_lengths: tuple[int, ...] | None = None
     details: dict[str, Any] = {"attn_implementation": model_kwargs["attn_implementation"], "torch": torch.__version__}
     if device == "cpu":

@@ -84,8 +84,10 @@ class Recorder:
             f"torch {self.environment.get('torch')}, CUDA {self.environment.get('cuda')}, "
             f"triton {self.environment.get('triton')}, flash-attn {self.environment.get('flash_attn')}",
             "",
-            f"TFLOP/s = pairs/s x {self.environment.get('gflop_per_pair') or 0:.2f} GFLOP per pair (matrix products "
-            "of the encoder with a first-token last layer, crossenc.bench.model_flops; H100 SXM dense fp16 peak ~990).",
+            f"Model {self.environment.get('model')} ({self.environment.get('weights_dtype')} weights). Useful TFLOP/s = "
+            f"pairs/s x {self.environment.get('gflop_per_pair') or 0:.2f} GFLOP per pair (matrix products of the "
+            "encoder with a first-token last layer, crossenc.bench.model_flops; rows that pad or run the full last "
+            "layer do more; H100 SXM dense fp16 peak ~990).",
             "",
             "| row | pairs/s | x ST fp16 b32 | TFLOP/s | max abs logit diff vs fp32 | batch / max_tokens | details | error |",
             "|---|---:|---:|---:|---:|---|---|---|",
@@ -93,13 +95,14 @@ class Recorder:
         gflop = self.environment.get("gflop_per_pair")
         for row in self.rows:
             speed = row.get("pairs_per_s")
-            ratio = f"{speed / baseline:.2f}" if speed and baseline else ""
+            scores_pairs = row["name"] != HOST_TOKENIZER_ROW  # the tokenizer row runs no model
+            ratio = f"{speed / baseline:.2f}" if speed and baseline and scores_pairs else ""
             diff = row.get("max_abs_diff")
             diff_text = "" if diff is None else f"{diff:.2e}"
             details = row.get("details") or {}
             known = [k for k in ("attention", "elementwise", "cuda_graphs") if k in details]
             summary = ", ".join(f"{k}={details[k]}" for k in (known or details))
-            tflops = f"{speed * gflop / 1e3:.0f}" if speed and gflop else ""
+            tflops = f"{speed * gflop / 1e3:.0f}" if speed and gflop and scores_pairs else ""
             lines.append(
                 f"| {row['name']} | {f'{speed:.0f}' if speed else ''} | {ratio} | {tflops} | "
                 f"{diff_text} | {row.get('batch_size', '')} / {row.get('max_tokens', '')} | "
@@ -160,7 +163,12 @@ def crossenc_scorer(
     if tokenizer_processes:
         encoder.tokenizer_pool().warm_up()  # spawning is load time, not scoring time
     identity = torch.nn.Identity()  # compare raw logits: sigmoid scores near 0 or 1 hide differences
-    return (lambda pairs: encoder.predict(pairs, batch_size=batch_size, activation_fn=identity)), encoder.info()
+
+    def score(pairs: list) -> np.ndarray:
+        return encoder.predict(pairs, batch_size=batch_size, activation_fn=identity)
+
+    score.close = encoder.close  # type: ignore[attr-defined] - stops tokenizer workers after the row
+    return score, encoder.info()
 
 
 def pretokenized_scorer(path: Path, variant: str, options: dict, batch_size: int, max_tokens: int,
@@ -326,6 +334,7 @@ def run_row(name: str, factory, fields: dict, small, big, reps: int, reference, 
     import torch
 
     row: dict[str, Any] = {"name": name, **fields}
+    score = None
     try:
         load_start = time.perf_counter()
         score, info = factory()
@@ -341,6 +350,9 @@ def run_row(name: str, factory, fields: dict, small, big, reps: int, reference, 
         row["error"] = f"{type(error).__name__}: {error}"
         row["traceback"] = traceback.format_exc(limit=6)
     finally:
+        close = getattr(score, "close", None)
+        if close is not None:
+            close()
         score = None
         gc.collect()
         torch.cuda.empty_cache()
@@ -367,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     path = args.model or demo_model_path()
     debian = load_debian()
     small, big = debian.subset(300, 10).pairs(), debian.subset(300, args.big_queries).pairs()
-    recorder = Recorder(args.out, {**environment(), "gflop_per_pair": gflop_per_pair(path, big)})
+    recorder = Recorder(args.out, {**environment(), "model": str(path), "weights_dtype": weights_dtype(path),
+                                   "gflop_per_pair": gflop_per_pair(path, big)})
     reference = None
     for name, factory, fields in row_plan(path):
         if time.perf_counter() - started > args.deadline - MIN_SECONDS_FOR_ROW:
@@ -384,6 +397,20 @@ def main(argv: list[str] | None = None) -> int:
             reference, row["max_abs_diff"] = scores, 0.0
         recorder.add(row)
     return 0
+
+
+def weights_dtype(path: Path) -> str | None:
+    """The stored dtype(s) of a safetensors checkpoint, e.g. ``F16`` for the device's fp16 copy."""
+    try:
+        from safetensors import safe_open
+
+        kinds = set()
+        for file in sorted(Path(path).glob("*.safetensors")):
+            with safe_open(str(file), "np") as weights:
+                kinds.update(str(weights.get_slice(name).get_dtype()) for name in weights.keys())
+        return ",".join(sorted(kinds)) or None
+    except Exception as error:
+        return f"unknown ({type(error).__name__})"
 
 
 def gflop_per_pair(path: Path, pairs: list) -> float | None:

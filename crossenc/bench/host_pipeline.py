@@ -102,7 +102,7 @@ def measure_feeding(model: str, workload_spec: str, repetitions: int, processes:
     from crossenc.bench.workload import load_workload
     from crossenc.pair_encoding import PairEncoder
     from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS, TokenizeAhead
-    from crossenc.tokenizer_processes import TokenizerProcesses
+    from crossenc.tokenizer_processes import TokenizerProcesses, process_chunk_pairs
 
     pairs = load_workload(workload_spec).pairs()
     tokenizer = AutoTokenizer.from_pretrained(model)
@@ -117,7 +117,8 @@ def measure_feeding(model: str, workload_spec: str, repetitions: int, processes:
                 for offset in range(0, len(pairs), DEFAULT_CHUNK_PAIRS):
                     encoder.encode(pairs[offset : offset + DEFAULT_CHUNK_PAIRS], uses_types)
                 return
-            for _ in TokenizeAhead(pool.encode, pairs, DEFAULT_CHUNK_PAIRS, executor=pool.executor, depth=2 * count):
+            chunk = process_chunk_pairs(len(pairs), count, GPU_BATCH_SIZE, DEFAULT_CHUNK_PAIRS)  # as CrossEncoder does
+            for _ in TokenizeAhead(pool.encode, pairs, chunk, executor=pool.executor, depth=2 * count):
                 pass
 
         try:
@@ -175,8 +176,9 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {row['stage']} | " + " | ".join(f"{run['rows'][index]['pairs_per_s']:,.0f}" for run in runs) + " |")
     lines += [
         "",
-        "Feeding a GPU (2048-pair chunks, as `CrossEncoder(tokenizer_processes=N)` does; 0 = in this process, "
-        f"Rust threads: {result['feeding'][0]['rayon_threads']}):",
+        "Feeding a GPU (chunks as `CrossEncoder(tokenizer_processes=N)` cuts them at batch size 256; 0 = in this "
+        "process, 2048-pair chunks, "
+        f"Rust threads: {result['feeding'][0]['rayon_threads']}). Worker processes help only with spare cores:",
         "",
         "| tokenizer processes | pairs/s | GIL-side CPU in the scoring process, us/pair |",
         "|---:|---:|---:|",
