@@ -23,16 +23,10 @@ import torch
 from tqdm.auto import tqdm
 
 from crossenc.backends import BACKENDS, LoadRequest, backend_loader, check_variant
-from crossenc.batching import (
-    EncodedPairs,
-    PaddingStats,
-    default_max_tokens,
-    encode_pairs,
-    iter_batches,
-)
+from crossenc.batching import PaddingStats, default_max_tokens, iter_batches
 from crossenc.inputs import check_positive, check_rank_inputs, normalize_pairs
 from crossenc.model_source import ModelSource, default_max_length, position_limit, resolve_model
-from crossenc.pair_encoding import PairEncoder
+from crossenc.pair_encoding import EncodedPairs, PairEncoder
 from crossenc.predictor import Predictor, TokenBatch
 from crossenc.scores import activation_path, logits_to_scores, rank_order, resolve_activation
 from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS, TokenizeAhead, should_tokenize_ahead
@@ -264,7 +258,7 @@ class CrossEncoder:
 
     def _encode(self, pairs: list[tuple[str, str]]) -> EncodedPairs:
         with self._tokenizer_lock:
-            return encode_pairs(self._pair_encoder, pairs, self.max_length, self.uses_token_type_ids)
+            return self._pair_encoder.encode(pairs, self.uses_token_type_ids)
 
     def _run_batches(self, batches, stats: PaddingStats) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(indices, logits)``; backends with ``predict_many`` keep several batches in flight."""

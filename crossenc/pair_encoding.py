@@ -224,34 +224,28 @@ class PairEncoder:
         first_start = text_starts[first_slot] + (text_lengths[first_slot] - first_len if self.truncate_left else 0)
         second_start = text_starts[second_slot] + (text_lengths[second_slot] - second_len if self.truncate_left else 0)
 
-        # Every output token is a gather from one source: the texts' ids followed by the special tokens.
-        specials = np.array(layout.prefix + layout.middle + layout.suffix, dtype=np.int32)
-        source = np.concatenate([text_ids, specials])
-        prefix_at = len(text_ids)
-        middle_at = prefix_at + len(layout.prefix)
-        suffix_at = middle_at + len(layout.middle)
-        pieces = [  # (source start per pair, length per pair, type id per token or None for the layout's own)
-            (np.full(len(pairs), prefix_at), np.full(len(pairs), len(layout.prefix))),
-            (first_start, first_len),
-            (np.full(len(pairs), middle_at), np.full(len(pairs), len(layout.middle))),
-            (second_start, second_len),
-            (np.full(len(pairs), suffix_at), np.full(len(pairs), len(layout.suffix))),
+        # Every pair is the same row of pieces, each special token (one token long) and the two texts;
+        # output ids gather from one source, the texts' ids followed by the special tokens.
+        special_ids = layout.prefix + layout.middle + layout.suffix
+        special_types = layout.prefix_types + layout.middle_types + layout.suffix_types
+        source = np.concatenate([text_ids, np.array(special_ids, dtype=np.int32)])
+        specials = [(len(text_ids) + k, 1, kind) for k, kind in enumerate(special_types)]
+        prefix_end, middle_end = len(layout.prefix), len(layout.prefix) + len(layout.middle)
+        pieces = [  # (source start, length, type id): scalars, or one value per pair
+            *specials[:prefix_end],
+            (first_start, first_len, layout.first_type),
+            *specials[prefix_end:middle_end],
+            (second_start, second_len, layout.second_type),
+            *specials[middle_end:],
         ]
-        piece_starts = np.stack([start for start, _ in pieces], axis=1).ravel()
-        piece_lengths = np.stack([length for _, length in pieces], axis=1).ravel()
+        rows = (len(pairs),)
+        piece_starts = np.stack([np.broadcast_to(start, rows) for start, _, _ in pieces], axis=1).ravel()
+        piece_lengths = np.stack([np.broadcast_to(length, rows) for _, length, _ in pieces], axis=1).ravel()
         ids = source[concatenated_ranges(piece_starts, piece_lengths)]
         type_ids = None
         if use_token_type_ids:
-            type_source = np.concatenate(
-                [
-                    np.zeros(len(text_ids), np.int8),
-                    np.array(layout.prefix_types + layout.middle_types + layout.suffix_types, dtype=np.int8),
-                ]
-            )
-            type_ids = type_source[concatenated_ranges(piece_starts, piece_lengths)]
-            piece_of_token = np.repeat(np.tile(np.arange(5), len(pairs)), piece_lengths)
-            type_ids[piece_of_token == 1] = layout.first_type
-            type_ids[piece_of_token == 3] = layout.second_type
+            piece_types = np.tile(np.array([kind for _, _, kind in pieces], dtype=np.int8), len(pairs))
+            type_ids = np.repeat(piece_types, piece_lengths)
         lengths = first_len + second_len + layout.num_special
         return EncodedPairs(ids=ids, type_ids=type_ids, offsets=_offsets(lengths))
 
