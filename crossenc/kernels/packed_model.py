@@ -26,7 +26,7 @@ class Architecture:
 
     encoder_attribute: str  # "bert" -> model.bert
     head: str  # "bert-pooler": pooler.dense + classifier; "roberta-head": classifier.dense + out_proj
-    position_style: str  # see crossenc.kernels.packing.position_ids_padded
+    position_style: str  # see crossenc.kernels.packing.position_ids_packed
 
 
 ARCHITECTURES: dict[str, Architecture] = {

@@ -1,6 +1,6 @@
 """Packed (padding-free) token arrays plus ``cu_seqlens``, from a padded or already packed batch.
 
-Row ``i`` of the padded batch contributes its first ``lengths[i]`` tokens; the packed arrays
+Row ``i`` of a padded batch contributes its first ``lengths[i]`` tokens; the packed arrays
 concatenate them in row order. Position ids restart at every sequence, the way the Hugging
 Face model would number them in its own padded forward.
 """
@@ -42,22 +42,12 @@ def cumulative_lengths(lengths: np.ndarray) -> np.ndarray:
     return cu_seqlens
 
 
-def position_ids_padded(input_ids: np.ndarray, style: str, pad_token_id: int) -> np.ndarray:
-    """Position ids for a padded batch, exactly as the Hugging Face embeddings compute them.
-
-    ``absolute`` (BERT): ``0, 1, 2, ...``. ``padding_offset`` (RoBERTa family): non-pad tokens
-    count from ``pad_token_id + 1``; pad tokens get ``pad_token_id``.
-    """
-    if style == "absolute":
-        return np.broadcast_to(np.arange(input_ids.shape[1], dtype=np.int64), input_ids.shape)
-    if style == "padding_offset":
-        not_pad = (input_ids != pad_token_id).astype(np.int64)
-        return np.cumsum(not_pad, axis=1) * not_pad + pad_token_id
-    raise ValueError(f"unknown position style {style!r}; expected one of {POSITION_STYLES}")
-
-
 def position_ids_packed(input_ids: np.ndarray, lengths: np.ndarray, style: str, pad_token_id: int) -> np.ndarray:
-    """Position ids of concatenated sequences, equal to :func:`position_ids_padded` on their real tokens."""
+    """Position ids of concatenated sequences, as the Hugging Face embeddings number a padded batch.
+
+    ``absolute`` (BERT): ``0, 1, 2, ...`` per sequence. ``padding_offset`` (RoBERTa family):
+    non-pad tokens count from ``pad_token_id + 1`` per sequence; pad tokens get ``pad_token_id``.
+    """
     starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
     if style == "absolute":
         return np.arange(len(input_ids), dtype=np.int64) - starts
@@ -70,25 +60,30 @@ def position_ids_packed(input_ids: np.ndarray, lengths: np.ndarray, style: str, 
 
 
 def pack_batch(batch: TokenBatch | PackedTokenBatch, position_style: str, pad_token_id: int) -> PackedTokens:
-    """Drop the padding of ``batch``: real tokens of row ``i`` are its first ``lengths[i]`` positions.
+    """Packed arrays of ``batch``: a padded row ``i`` contributes its first ``lengths[i]`` positions.
 
-    A :class:`PackedTokenBatch` has none to drop: only position ids and ``cu_seqlens`` are added.
+    A :class:`PackedTokenBatch` has no padding to drop: only position ids and ``cu_seqlens`` are added.
     """
-    if isinstance(batch, PackedTokenBatch):
-        lengths = np.asarray(batch.lengths, dtype=np.int64)
-        if len(lengths) and lengths.min() < 1:
-            raise ValueError(f"every sequence needs at least one token; got lengths down to {lengths.min()}")
-        if int(lengths.sum()) != len(batch.input_ids):
-            raise ValueError(f"lengths add up to {int(lengths.sum())} tokens but the batch holds {len(batch.input_ids)}")
-        input_ids = batch.input_ids.astype(np.int64, copy=False)
-        types = batch.token_type_ids
-        return PackedTokens(
-            input_ids=input_ids,
-            token_type_ids=np.zeros_like(input_ids) if types is None else types.astype(np.int64, copy=False),
-            position_ids=position_ids_packed(input_ids, lengths, position_style, pad_token_id),
-            cu_seqlens=cumulative_lengths(lengths),
-            lengths=lengths,
-        )
+    if isinstance(batch, TokenBatch):
+        batch = unpad(batch)
+    lengths = np.asarray(batch.lengths, dtype=np.int64)
+    if len(lengths) and lengths.min() < 1:
+        raise ValueError(f"every sequence needs at least one token; got lengths down to {lengths.min()}")
+    if int(lengths.sum()) != len(batch.input_ids):
+        raise ValueError(f"lengths add up to {int(lengths.sum())} tokens but the batch holds {len(batch.input_ids)}")
+    input_ids = batch.input_ids.astype(np.int64, copy=False)
+    types = batch.token_type_ids
+    return PackedTokens(
+        input_ids=input_ids,
+        token_type_ids=np.zeros_like(input_ids) if types is None else types.astype(np.int64, copy=False),
+        position_ids=position_ids_packed(input_ids, lengths, position_style, pad_token_id),
+        cu_seqlens=cumulative_lengths(lengths),
+        lengths=lengths,
+    )
+
+
+def unpad(batch: TokenBatch) -> PackedTokenBatch:
+    """The real tokens of a padded batch, concatenated in row order."""
     lengths = np.asarray(batch.lengths, dtype=np.int64)
     if lengths.ndim != 1 or len(lengths) != batch.batch_size:
         raise ValueError(f"lengths has shape {lengths.shape}; expected ({batch.batch_size},)")
@@ -97,16 +92,5 @@ def pack_batch(batch: TokenBatch | PackedTokenBatch, position_style: str, pad_to
             f"lengths must lie in [1, {batch.padded_length}] (the padded length); got {lengths.min()}..{lengths.max()}"
         )
     real = np.arange(batch.padded_length) < lengths[:, None]
-    positions = position_ids_padded(batch.input_ids, position_style, pad_token_id)
-    input_ids = batch.input_ids[real].astype(np.int64, copy=False)
-    if batch.token_type_ids is None:
-        token_type_ids = np.zeros_like(input_ids)
-    else:
-        token_type_ids = batch.token_type_ids[real].astype(np.int64, copy=False)
-    return PackedTokens(
-        input_ids=input_ids,
-        token_type_ids=token_type_ids,
-        position_ids=np.ascontiguousarray(positions[real]),
-        cu_seqlens=cumulative_lengths(lengths),
-        lengths=lengths,
-    )
+    types = None if batch.token_type_ids is None else batch.token_type_ids[real]
+    return PackedTokenBatch(batch.input_ids[real], types, lengths)
