@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from crossenc.backends import BACKENDS, LoadRequest, backend_loader, check_variant
 from crossenc.batching import PaddingStats, default_max_tokens, iter_batches
 from crossenc.inputs import check_positive, check_rank_inputs, normalize_pairs
-from crossenc.model_source import ModelSource, default_max_length, position_limit, resolve_model
+from crossenc.model_source import ModelSource, position_limit, resolve_model, usable_max_length
 from crossenc.pair_encoding import EncodedPairs, PairEncoder
 from crossenc.predictor import Predictor, TokenBatch
 from crossenc.scores import activation_path, logits_to_scores, rank_order, resolve_activation
@@ -172,10 +172,9 @@ class CrossEncoder:
         }
 
     def _check_max_length(self, max_length: int | None) -> int:
-        limit = position_limit(self.config)
         if max_length is None:
-            default = default_max_length(self.tokenizer, self.config)
-            return min(default, limit) if limit else default
+            return usable_max_length(self.tokenizer, self.config)
+        limit = position_limit(self.config)
         max_length = check_positive("max_length", max_length)
         if limit is not None and max_length > limit:
             raise ValueError(

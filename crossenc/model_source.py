@@ -113,6 +113,12 @@ def default_max_length(tokenizer, config) -> int:
     return min(usable) if usable else 512
 
 
+def usable_max_length(tokenizer, config) -> int:
+    """The default ``max_length``: :func:`default_max_length`, within :func:`position_limit`."""
+    default, limit = default_max_length(tokenizer, config), position_limit(config)
+    return min(default, limit) if limit else default
+
+
 def position_limit(config) -> int | None:
     """Largest number of tokens the model's position table holds (RoBERTa reserves padding_idx + 1)."""
     positions = getattr(config, "max_position_embeddings", None)

@@ -131,13 +131,10 @@ def environment() -> dict[str, Any]:
 
 def measure(score: Scorer, small: list, big: list, reps: int) -> dict[str, Any]:
     """Scores on ``small`` (also a warm-up), one warm-up pass on ``big``, then ``reps`` timed passes."""
+    from crossenc.bench.host_pipeline import timed_calls
+
     scores = np.asarray(score(small), dtype=np.float32).reshape(len(small), -1)
-    score(big)
-    seconds = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        score(big)
-        seconds.append(time.perf_counter() - start)
+    seconds = timed_calls(lambda: score(big), reps)
     median = statistics.median(seconds)
     return {"scores": scores, "seconds": seconds, "pairs_per_s": len(big) / median, "pairs": len(big)}
 
@@ -200,30 +197,19 @@ def tokenizer_only_row(path: Path, pairs: list, reps: int, started: float) -> di
     ``pairs_per_s`` is crossenc's split encoding (each distinct text once); the details add
     Hugging Face's pair-by-pair encoding of the same pairs for comparison.
     """
-    from crossenc import CrossEncoder
-    from crossenc.pair_encoding import PairEncoder
+    from crossenc.bench.host_pipeline import load_pair_encoder, timed_calls
 
     row: dict[str, Any] = {"name": HOST_TOKENIZER_ROW}
     try:
-        encoder = CrossEncoder(str(path), device="cpu")
-        joint = PairEncoder(encoder.tokenizer, encoder.max_length, split=False)
-
-        def timed(encode: Callable[[], Any]) -> list[float]:
-            encode()
-            seconds = []
-            for _ in range(reps):
-                start = time.perf_counter()
-                encode()
-                seconds.append(time.perf_counter() - start)
-            return seconds
-
-        seconds = timed(lambda: encoder._encode(pairs))
-        joint_seconds = timed(lambda: joint.encode(pairs, encoder.uses_token_type_ids))
+        split, uses_types = load_pair_encoder(path)
+        joint, _ = load_pair_encoder(path, split=False)
+        seconds = timed_calls(lambda: split.encode(pairs, uses_types), reps)
+        joint_seconds = timed_calls(lambda: joint.encode(pairs, uses_types), reps)
         row.update({"seconds": seconds, "pairs": len(pairs), "pairs_per_s": len(pairs) / statistics.median(seconds)})
         row["details"] = {
             "cpu_count": os.cpu_count(),
             "tokenizers_parallelism": os.environ.get("TOKENIZERS_PARALLELISM", "unset"),
-            "mode": encoder.info()["tokenization"],
+            "mode": split.mode,
             "joint_pairs_per_s": round(len(pairs) / statistics.median(joint_seconds)),
         }
     except Exception as error:
@@ -416,14 +402,13 @@ def weights_dtype(path: Path) -> str | None:
 def gflop_per_pair(path: Path, pairs: list) -> float | None:
     """Mean encoder GFLOP per pair of ``pairs`` for the checkpoint at ``path`` (None if it cannot be read)."""
     try:
-        from transformers import AutoConfig, AutoTokenizer
+        from transformers import AutoConfig
 
+        from crossenc.bench.host_pipeline import load_pair_encoder
         from crossenc.bench.model_flops import config_flops
-        from crossenc.pair_encoding import PairEncoder
 
         config = AutoConfig.from_pretrained(path)
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        lengths = PairEncoder(tokenizer, min(tokenizer.model_max_length, 512)).encode(pairs, False).lengths
+        lengths = load_pair_encoder(path)[0].encode(pairs, False).lengths
         return config_flops(config, lengths) / len(pairs) / 1e9
     except Exception as error:  # a missing figure must not stop the GPU run
         print(f"gflop_per_pair: {type(error).__name__}: {error}", flush=True)

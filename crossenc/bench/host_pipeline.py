@@ -27,33 +27,39 @@ GPU_MAX_TOKENS = 32768
 TARGET_PAIRS_PER_S = 100_000  # issue 7's H100 goal for MiniLM-L6 on the Debian workload
 
 
-def _best_seconds(function: Callable[[], Any], repetitions: int) -> tuple[float, float]:
-    """Best and median seconds of ``repetitions`` timed calls after one warm-up call."""
+def timed_calls(function: Callable[[], Any], repetitions: int) -> list[float]:
+    """Seconds of ``repetitions`` calls of ``function`` after one untimed warm-up call."""
     function()  # warm: first calls allocate
     seconds = []
     for _ in range(repetitions):
         start = time.perf_counter()
         function()
         seconds.append(time.perf_counter() - start)
-    return min(seconds), statistics.median(seconds)
+    return seconds
+
+
+def load_pair_encoder(model: str | Path, split: bool = True):
+    """``(PairEncoder, uses_token_type_ids)`` for a checkpoint, at CrossEncoder's default max length."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from crossenc.model_source import usable_max_length
+    from crossenc.pair_encoding import PairEncoder
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    max_length = usable_max_length(tokenizer, AutoConfig.from_pretrained(model))
+    return PairEncoder(tokenizer, max_length, split=split), "token_type_ids" in tokenizer.model_input_names
 
 
 def measure_stages(model: str, workload_spec: str, repetitions: int) -> dict[str, Any]:
     """pairs/s of every host stage in this process (its tokenizer thread pool as the environment set it)."""
-    from transformers import AutoTokenizer
-
     from crossenc.batching import collate, collate_packed, plan_batches
     from crossenc.bench.workload import load_workload
     from crossenc.kernels.packing import pack_batch
-    from crossenc.pair_encoding import PairEncoder
 
     workload = load_workload(workload_spec)
     pairs = workload.pairs()
-    tokenizer = AutoTokenizer.from_pretrained(model)
-    max_length = min(tokenizer.model_max_length, 512)
-    split = PairEncoder(tokenizer, max_length)
-    joint = PairEncoder(tokenizer, max_length, split=False)  # pair by pair, the way Hugging Face's call works
-    uses_types = "token_type_ids" in tokenizer.model_input_names
+    split, uses_types = load_pair_encoder(model)
+    joint, _ = load_pair_encoder(model, split=False)  # pair by pair, the way Hugging Face's call works
     encoded = split.encode(pairs, uses_types)
     plans = plan_batches(encoded.lengths, batch_size=GPU_BATCH_SIZE, max_tokens=GPU_MAX_TOKENS, is_padded=False)
     batches = [collate(encoded, indices, 0) for indices in plans]
@@ -76,7 +82,8 @@ def measure_stages(model: str, workload_spec: str, repetitions: int) -> dict[str
     }
     rows = []
     for name, function in stages.items():
-        best, median = _best_seconds(function, repetitions)
+        seconds = timed_calls(function, repetitions)
+        best, median = min(seconds), statistics.median(seconds)
         rows.append({"stage": name, "pairs_per_s": len(pairs) / best, "us_per_pair": best / len(pairs) * 1e6,
                      "median_us_per_pair": median / len(pairs) * 1e6})
     texts = {text for pair in pairs for text in pair}
@@ -97,17 +104,12 @@ def measure_feeding(model: str, workload_spec: str, repetitions: int, processes:
     threads run without the GIL); with worker processes, all of this process's CPU time
     (``process_cpu_us_per_pair``: pickling texts out and arrays back, on the executor's threads).
     """
-    from transformers import AutoTokenizer
-
     from crossenc.bench.workload import load_workload
-    from crossenc.pair_encoding import PairEncoder
     from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS, TokenizeAhead
     from crossenc.tokenizer_processes import TokenizerProcesses, process_chunk_pairs
 
     pairs = load_workload(workload_spec).pairs()
-    tokenizer = AutoTokenizer.from_pretrained(model)
-    encoder = PairEncoder(tokenizer, min(tokenizer.model_max_length, 512))
-    uses_types = "token_type_ids" in tokenizer.model_input_names
+    encoder, uses_types = load_pair_encoder(model)
     rows = []
     for count in [0, *processes]:
         pool = TokenizerProcesses(encoder, count, uses_types) if count else None
