@@ -15,6 +15,25 @@ from crossenc.tokenize_ahead import TokenizeAhead, should_tokenize_ahead
 IDENTITY = torch.nn.Identity()
 
 
+def recording_tokenizer() -> tuple[list[str], object]:
+    """A stand-in tokenize function that records the first query of every chunk it is given."""
+    calls: list[str] = []
+
+    def tokenize(part):
+        calls.append(part[0][0])
+        return part
+
+    return calls, tokenize
+
+
+def _wait_until(condition, seconds: float = 30.0) -> bool:
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return True
+        threading.Event().wait(0.05)
+    return condition()
+
+
 def test_chunks_cover_input_in_order():
     pairs = [(str(i), "d") for i in range(10)]
     chunks = list(TokenizeAhead(lambda part: [q for q, _ in part], pairs, chunk_pairs=4))
@@ -53,23 +72,14 @@ def test_first_chunk_starts_before_iteration():
 
 
 def test_worker_stops_when_the_consumer_fails():
-    calls = []
-
-    def tokenize(part):
-        calls.append(part[0][0])
-        return part
-
+    calls, tokenize = recording_tokenizer()
     pairs = [(str(i), "d") for i in range(40)]
     with pytest.raises(KeyError):
         with TokenizeAhead(tokenize, pairs, chunk_pairs=4) as chunks:
             for offset, _ in chunks:
                 raise KeyError(offset)
-    deadline = threading.Event()
-    for _ in range(300):  # the pool's thread exits once the (at most one) running chunk is done
-        if not any(thread.name.startswith("crossenc-tokenize") for thread in threading.enumerate()):
-            break
-        deadline.wait(0.01)
-    assert not any(thread.name.startswith("crossenc-tokenize") for thread in threading.enumerate())
+    # The pool's thread exits once the (at most one) running chunk is done.
+    assert _wait_until(lambda: not any(t.name.startswith("crossenc-tokenize") for t in threading.enumerate()), 3)
     assert len(calls) <= 2, f"chunks after the failure were still tokenized: {calls}"
 
 
@@ -196,12 +206,7 @@ def test_backend_returning_wrong_row_count_is_an_error(tiny_model, pairs, monkey
 def test_depth_keeps_several_chunks_submitted_and_a_shared_executor_running():
     from concurrent.futures import ThreadPoolExecutor
 
-    submitted = []
-
-    def tokenize(part):
-        submitted.append(part[0][0])
-        return part
-
+    submitted, tokenize = recording_tokenizer()
     pairs = [(str(i), "d") for i in range(20)]
     with ThreadPoolExecutor(max_workers=1) as shared:
         ahead = TokenizeAhead(tokenize, pairs, chunk_pairs=4, executor=shared, depth=3)
@@ -257,14 +262,6 @@ def test_packed_variant_with_tokenizer_processes(tiny_model, pairs):
     np.testing.assert_allclose(pooled.predict(pairs), reference, atol=1e-6)
     assert pooled.last_padding.efficiency == 1.0
     pooled.close()
-
-
-def _wait_until(condition, seconds: float = 30.0) -> bool:
-    for _ in range(int(seconds / 0.05)):
-        if condition():
-            return True
-        threading.Event().wait(0.05)
-    return condition()
 
 
 def test_a_dead_tokenizer_worker_is_replaced_by_a_fresh_pool(tiny_model, pairs):
