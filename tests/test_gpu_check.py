@@ -118,7 +118,8 @@ def test_checkpoint_writer_replaces_and_keeps(tiny_model, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     target = tmp_path / "out"
     write_checkpoint(model, tokenizer, target, {"mark": 1}, overwrite=False)
-    write_checkpoint(model, tokenizer, target, {"mark": 2}, overwrite=False)  # exists: kept
+    with pytest.raises(FileExistsError):
+        write_checkpoint(model, tokenizer, target, {"mark": 2}, overwrite=False)  # exists: kept
     assert json.loads((target / "config.json").read_text())["mark"] == 1
     write_checkpoint(model, tokenizer, target, {"mark": 3}, overwrite=True)
     assert json.loads((target / "config.json").read_text())["mark"] == 3

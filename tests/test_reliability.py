@@ -228,7 +228,7 @@ def test_killed_export_leaves_no_valid_folder(tmp_path):
     """A process killed inside atomic_output_dir leaves only a dot-prefixed temp folder."""
     script = (
         "import os, signal\n"
-        "from crossenc.exporters.base import atomic_output_dir\n"
+        "from crossenc.paths import atomic_output_dir\n"
         f"with atomic_output_dir({str(tmp_path / 'artifact')!r}) as staging:\n"
         "    (staging / 'config.json').write_text('{}')\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
@@ -241,7 +241,7 @@ def test_killed_export_leaves_no_valid_folder(tmp_path):
 
 
 def test_atomic_dir_replaces_only_when_complete(tmp_path):
-    from crossenc.exporters.base import atomic_output_dir
+    from crossenc.paths import atomic_output_dir
 
     target = tmp_path / "artifact"
     with atomic_output_dir(target) as staging:
@@ -251,6 +251,19 @@ def test_atomic_dir_replaces_only_when_complete(tmp_path):
             (staging / "a.txt").write_text("two")
             raise RuntimeError("export failed midway")
     assert (target / "a.txt").read_text() == "one"
+    assert [p.name for p in tmp_path.iterdir()] == ["artifact"]
+
+
+def test_atomic_dir_without_overwrite_keeps_a_target_that_appeared_meanwhile(tmp_path):
+    from crossenc.paths import atomic_output_dir
+
+    target = tmp_path / "artifact"
+    with pytest.raises(FileExistsError, match="appeared"):
+        with atomic_output_dir(target, overwrite=False) as staging:
+            (staging / "a.txt").write_text("ours")
+            target.mkdir()
+            (target / "a.txt").write_text("theirs")  # another process finished first
+    assert (target / "a.txt").read_text() == "theirs"
     assert [p.name for p in tmp_path.iterdir()] == ["artifact"]
 
 

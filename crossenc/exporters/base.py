@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,32 +35,6 @@ class ExportResult:
     @property
     def verified(self) -> bool:
         return bool(self.report and self.report.passed)
-
-
-@contextlib.contextmanager
-def atomic_output_dir(target: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary sibling folder; on success rename it to ``target``, on error delete it.
-
-    A crash or kill midway leaves only a dot-prefixed temp folder, never a ``target`` that
-    loads as valid. An existing ``target`` is replaced only after the new one is complete.
-    """
-    target = Path(target)
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        yield staging
-        if target.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, retired / target.name)
-            os.replace(staging, target)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def as_source(model: str | os.PathLike | ModelSource) -> ModelSource:

@@ -59,7 +59,6 @@ from crossenc.exporters.base import (
     VerificationFailed,
     artifact_encoder,
     as_source,
-    atomic_output_dir,
     copy_support_files,
 )
 from crossenc.exporters.first_token import first_token_model, last_layer_note
@@ -67,6 +66,7 @@ from crossenc.exporters.manifest import MANIFEST_NAME, tool_versions, write_mani
 from crossenc.exporters.verify import TOLERANCES, Tolerance, VerificationReport, VerificationSet, compare_logits
 from crossenc.model_source import ModelSource, position_limit
 from crossenc.optional import require
+from crossenc.paths import atomic_output_dir
 
 logger = logging.getLogger(__name__)
 
