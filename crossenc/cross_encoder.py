@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+from transformers import PreTrainedModel
 
 from crossenc.backends import BACKENDS, LoadRequest, backend_loader, check_variant
 from crossenc.batching import PaddingStats, default_max_tokens, iter_batches
@@ -29,8 +31,11 @@ from crossenc.model_source import ModelSource, position_limit, resolve_model, us
 from crossenc.pair_encoding import EncodedPairs, PairEncoder
 from crossenc.predictor import Predictor, TokenBatch
 from crossenc.scores import activation_path, logits_to_scores, rank_order, resolve_activation
+from crossenc.st_compat import call_arguments, init_arguments, merge_prompts, read_saved_settings, resolve_prompt
 from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS, TokenizeAhead, should_tokenize_ahead
 from crossenc.tokenizer_processes import TokenizerProcesses, check_processes, process_chunk_pairs
+
+logger = logging.getLogger(__name__)
 
 
 def resolve_device(device: str | None) -> str:
@@ -45,6 +50,12 @@ def resolve_device(device: str | None) -> str:
     if kind == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but no CUDA GPU is available")
     return device
+
+
+def _same_device(first: str, second: str) -> bool:
+    """``cuda`` and ``cuda:0`` are the same device here (crossenc loads on the default GPU for ``cuda``)."""
+    a, b = torch.device(first), torch.device(second)
+    return a.type == b.type and (a.index or 0) == (b.index or 0)
 
 
 class CrossEncoder:
@@ -64,6 +75,7 @@ class CrossEncoder:
 
     tokenize_ahead_chunk: int = DEFAULT_CHUNK_PAIRS
 
+    @init_arguments
     def __init__(
         self,
         model_name_or_path: str | os.PathLike,
@@ -81,8 +93,10 @@ class CrossEncoder:
         trust_remote_code: bool = False,
         allow_pickle: bool = False,
         model_kwargs: dict[str, Any] | None = None,
-        tokenizer_kwargs: dict[str, Any] | None = None,
+        processor_kwargs: dict[str, Any] | None = None,
         config_kwargs: dict[str, Any] | None = None,
+        prompts: dict[str, str] | None = None,
+        default_prompt_name: str | None = None,
         backend_kwargs: dict[str, Any] | None = None,
         max_tokens: int | None = None,
         accuracy: str | None = None,
@@ -111,6 +125,11 @@ class CrossEncoder:
             token=token,
             local_files_only=local_files_only,
         )
+        saved = read_saved_settings(model_dir)
+        self.prompts, self.default_prompt_name = merge_prompts(prompts, default_prompt_name, saved)
+        processor_kwargs = dict(processor_kwargs or {})
+        if saved.max_seq_length is not None:
+            processor_kwargs.setdefault("model_max_length", saved.max_seq_length)
         self.source = ModelSource(
             path=model_dir,
             name=str(model_name_or_path),
@@ -118,7 +137,7 @@ class CrossEncoder:
             trust_remote_code=trust_remote_code,
             allow_pickle=allow_pickle,
             config_kwargs=config_kwargs,
-            tokenizer_kwargs=dict(tokenizer_kwargs or {}),
+            tokenizer_kwargs=processor_kwargs,
             model_kwargs=dict(model_kwargs or {}),
         )
         self.config = self.source.load_config()
@@ -126,7 +145,7 @@ class CrossEncoder:
         self.max_length = self._check_max_length(max_length)
         self.tokenizer.model_max_length = self.max_length
         self.activation_fn = resolve_activation(
-            activation_fn, self.config, model_dir, self.num_labels, trust_remote_code
+            activation_fn, self.config, saved.activation_fn, self.num_labels, trust_remote_code
         )
         self.uses_token_type_ids = "token_type_ids" in self.tokenizer.model_input_names
         self._pair_encoder = PairEncoder(self.tokenizer, self.max_length)
@@ -156,6 +175,17 @@ class CrossEncoder:
     @property
     def num_labels(self) -> int:
         return int(self.config.num_labels)
+
+    @property
+    def max_seq_length(self) -> int:
+        """Tokens per pair after truncation (sentence-transformers 6's name for ``max_length``)."""
+        return self.max_length
+
+    @property
+    def model(self) -> PreTrainedModel | None:
+        """The Hugging Face model the torch backend runs (sentence-transformers' ``model``); None for
+        backends that run no such module (ONNX Runtime, OpenVINO, the packed kernels)."""
+        return getattr(self.predictor, "hf_model", None)
 
     @property
     def model_dir(self) -> Path:
@@ -291,40 +321,66 @@ class CrossEncoder:
             )
         return batch_logits
 
+    @call_arguments
     def predict(
         self,
-        sentences: Any,
+        inputs: Any,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
         activation_fn: Callable | None = None,
-        apply_softmax: bool = False,
+        apply_softmax: bool | None = False,
         convert_to_numpy: bool = True,
         convert_to_tensor: bool = False,
+        device: str | torch.device | None = None,
+        pool: Any = None,
+        chunk_size: int | None = None,
     ) -> np.ndarray | torch.Tensor | list[torch.Tensor] | np.float32:
-        """Score one pair (returns a scalar) or a list of pairs (returns ``(N,)`` or ``(N, num_labels)``)."""
+        """Score one pair (returns a scalar) or a list of pairs (returns ``(N,)`` or ``(N, num_labels)``).
+
+        sentence-transformers 6's signature and return types. ``prompt`` (or ``prompts[prompt_name]``,
+        or the default prompt) is prepended to each query. ``device`` may only name the device this
+        CrossEncoder was loaded on; ``pool`` (multi-process) is not supported: use ``tokenizer_processes``.
+        """
+        self._check_call_device(device, pool)
         batch_size = check_positive("batch_size", batch_size)
-        pairs, is_single = normalize_pairs(sentences)
+        pairs, is_single = normalize_pairs(inputs)
+        query_prompt = resolve_prompt(self.prompts, self.default_prompt_name, prompt, prompt_name)
+        if query_prompt:
+            pairs = [(query_prompt + query, document) for query, document in pairs]
+        if show_progress_bar is None:
+            show_progress_bar = logger.getEffectiveLevel() in (logging.INFO, logging.DEBUG)
+        if not pairs:  # what sentence-transformers returns for no inputs
+            if convert_to_tensor:
+                return torch.tensor([], device=self.device)
+            return np.array([]) if convert_to_numpy else []
         logits = self.predict_logits(pairs, batch_size=batch_size, show_progress_bar=bool(show_progress_bar))
         activation = self.activation_fn if activation_fn is None else activation_fn
-        scores = logits_to_scores(logits, activation, apply_softmax, self.num_labels)
+        scores = logits_to_scores(logits, activation, bool(apply_softmax), self.num_labels)
         if convert_to_tensor:
-            result: Any = scores
+            result: Any = scores.to(self.device)
         elif convert_to_numpy:
             result = scores.numpy().astype(np.float32, copy=False)
         else:
-            result = list(scores)
+            result = list(scores.to(self.device))
         return result[0] if is_single else result
 
+    @call_arguments
     def rank(
         self,
         query: str,
         documents: list[str],
         top_k: int | None = None,
         return_documents: bool = False,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
         activation_fn: Callable | None = None,
-        apply_softmax: bool = False,
+        device: str | torch.device | None = None,
+        pool: Any = None,
+        chunk_size: int | None = None,
     ) -> list[dict[str, Any]]:
         """Documents sorted by score, highest first: ``[{"corpus_id", "score", "text"?}]``."""
         if self.num_labels != 1:
@@ -334,11 +390,14 @@ class CrossEncoder:
         clean_query, clean_documents = check_rank_inputs(query, documents, top_k)
         scores = self.predict(
             [(clean_query, doc) for doc in clean_documents],
+            prompt_name=prompt_name,
+            prompt=prompt,
             batch_size=batch_size,
             show_progress_bar=show_progress_bar,
             activation_fn=activation_fn,
-            apply_softmax=apply_softmax,
             convert_to_tensor=True,
+            device=device,
+            pool=pool,
         ).tolist()
         results = []
         for corpus_id in rank_order(scores)[:top_k]:
@@ -347,6 +406,18 @@ class CrossEncoder:
                 entry["text"] = documents[corpus_id]
             results.append(entry)
         return results
+
+    def _check_call_device(self, device: str | torch.device | None, pool: Any) -> None:
+        if pool is not None or isinstance(device, (list, tuple)):
+            raise ValueError(
+                "crossenc does not run multi-process/multi-device pools (pool=..., device=[...]); "
+                "use one CrossEncoder per device, and tokenizer_processes=N for parallel tokenization"
+            )
+        if device is not None and not _same_device(resolve_device(device), self.device):
+            raise ValueError(
+                f"this CrossEncoder runs on {self.device!r}; its backend cannot move to {str(device)!r} per call. "
+                f"Load another with CrossEncoder(..., device={str(device)!r})"
+            )
 
     # ----------------------------------------------------------------- saving
     def save_pretrained(self, path: str | os.PathLike) -> Path:

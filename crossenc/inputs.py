@@ -10,6 +10,11 @@ import numpy as np
 Pair = tuple[str, str]
 
 
+class InputTypeError(TypeError, ValueError):
+    """An input of the wrong type. Also a ValueError, which sentence-transformers raises for these,
+    so code written against it catches it unchanged."""
+
+
 def clean_text(text: str) -> str:
     """Replace lone surrogates (not encodable as UTF-8) with U+FFFD; other text is untouched."""
     if text.isascii():
@@ -23,7 +28,7 @@ def clean_text(text: str) -> str:
 
 def _check_member(value: Any, where: str) -> str:
     if not isinstance(value, str):
-        raise TypeError(f"{where} is {type(value).__name__} {value!r:.60}; expected str")
+        raise InputTypeError(f"{where} is {type(value).__name__} {value!r:.60}; expected str")
     return clean_text(value)
 
 
@@ -31,7 +36,7 @@ def _check_pair(pair: Any, where: str) -> Pair:
     if isinstance(pair, np.ndarray):
         pair = pair.tolist()
     if isinstance(pair, str) or not isinstance(pair, (list, tuple)):
-        raise TypeError(f"{where} is {type(pair).__name__} {pair!r:.60}; expected a (query, document) pair")
+        raise InputTypeError(f"{where} is {type(pair).__name__} {pair!r:.60}; expected a (query, document) pair")
     if len(pair) != 2:
         raise ValueError(f"{where} has {len(pair)} items; expected (query, document)")
     return _check_member(pair[0], f"{where}[0]"), _check_member(pair[1], f"{where}[1]")
@@ -40,23 +45,23 @@ def _check_pair(pair: Any, where: str) -> Pair:
 def normalize_pairs(sentences: Any) -> tuple[list[Pair], bool]:
     """Return ``(pairs, is_single)``: one pair or a sequence of pairs, as sentence-transformers reads it."""
     if sentences is None:
-        raise TypeError("sentences is None; expected a (query, document) pair or a list of pairs")
+        raise InputTypeError("inputs is None; expected a (query, document) pair or a list of pairs")
     if isinstance(sentences, (str, bytes)):
-        raise TypeError(
-            f"sentences is a bare {type(sentences).__name__}; expected a (query, document) pair or a list of pairs"
+        raise InputTypeError(
+            f"inputs is a bare {type(sentences).__name__}; expected a (query, document) pair or a list of pairs"
         )
     if isinstance(sentences, (Mapping, Set)):
-        raise TypeError(f"sentences is a {type(sentences).__name__}; expected an ordered list of (query, document) pairs")
+        raise InputTypeError(f"inputs is a {type(sentences).__name__}; expected an ordered list of (query, document) pairs")
     if isinstance(sentences, np.ndarray):
         if sentences.dtype.kind not in ("U", "O"):
-            raise TypeError(f"sentences is a numpy array of dtype {sentences.dtype}; expected strings")
+            raise InputTypeError(f"inputs is a numpy array of dtype {sentences.dtype}; expected strings")
         sentences = sentences.tolist()
     if not isinstance(sentences, Sequence):
         try:
             sentences = list(sentences)
         except TypeError:
-            raise TypeError(
-                f"sentences is {type(sentences).__name__}; expected a (query, document) pair or a list of pairs"
+            raise InputTypeError(
+                f"inputs is {type(sentences).__name__}; expected a (query, document) pair or a list of pairs"
             ) from None
     if len(sentences) == 0:
         return [], False
@@ -76,7 +81,7 @@ def check_positive(name: str, value: Any) -> int:
 def check_rank_inputs(query: Any, documents: Any, top_k: Any) -> tuple[str, list[str]]:
     query = _check_member(query, "query")
     if documents is None or isinstance(documents, (str, bytes)):
-        raise TypeError(f"documents must be a list of str, got {type(documents).__name__}")
+        raise InputTypeError(f"documents must be a list of str, got {type(documents).__name__}")
     documents = list(documents)
     cleaned = [_check_member(doc, f"documents[{index}]") for index, doc in enumerate(documents)]
     if top_k is not None:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,36 +18,35 @@ def _import_from_string(dotted_path: str) -> Any:
     return getattr(importlib.import_module(module_name), attribute)
 
 
-def saved_activation_path(config: Any, model_dir: Path) -> str | None:
-    """The activation a checkpoint was saved with, where sentence-transformers keeps it."""
-    st_block = getattr(config, "sentence_transformers", None)
-    if isinstance(st_block, dict) and st_block.get("activation_fn"):
-        return st_block["activation_fn"]
-    legacy = getattr(config, "sbert_ce_default_activation_function", None)
-    if legacy:
-        return legacy
-    st_config = model_dir / "config_sentence_transformers.json"
-    if st_config.exists():
-        try:
-            return json.loads(st_config.read_text()).get("activation_fn")
-        except (OSError, json.JSONDecodeError):
-            logger.warning("could not read %s; ignoring it", st_config)
+def _import_trusted(path: str, trust_remote_code: bool) -> Callable | None:
+    if trust_remote_code or path.startswith("torch."):
+        return _import_from_string(path)()
+    logger.warning("activation %r is not trusted; using the default. Pass trust_remote_code=True to use it.", path)
     return None
 
 
+def config_activation_path(config: Any) -> str | None:
+    """The activation in ``config.json``: its ``sentence_transformers`` block, else the pre-v4 key."""
+    st_block = getattr(config, "sentence_transformers", None)
+    if isinstance(st_block, dict) and "activation_fn" in st_block:
+        return st_block["activation_fn"]  # may be None: then the default, as sentence-transformers does
+    return getattr(config, "sbert_ce_default_activation_function", None)
+
+
 def resolve_activation(
-    explicit: Callable | None, config: Any, model_dir: Path, num_labels: int, trust_remote_code: bool
+    explicit: Callable | None, config: Any, saved_path: str | None, num_labels: int, trust_remote_code: bool
 ) -> Callable:
-    """Explicit > saved in the checkpoint (torch.* only unless trusted) > Sigmoid for 1 label, else Identity."""
+    """sentence-transformers' order: explicit > ``saved_path`` (its config_sentence_transformers.json)
+    > ``config.json`` > Sigmoid for 1 label, else Identity. Saved paths outside ``torch.`` need trust."""
     if explicit is not None:
         if not callable(explicit):
             raise TypeError(f"activation_fn must be callable, got {type(explicit).__name__}")
         return explicit
-    path = saved_activation_path(config, model_dir)
-    if path:
-        if trust_remote_code or path.startswith("torch."):
-            return _import_from_string(path)()
-        logger.warning("activation %r is not trusted; using the default. Pass trust_remote_code=True to use it.", path)
+    for path in (saved_path, config_activation_path(config)):
+        if path:
+            activation = _import_trusted(path, trust_remote_code)
+            if activation is not None:
+                return activation
     return torch.nn.Sigmoid() if num_labels == 1 else torch.nn.Identity()
 
 

@@ -38,11 +38,6 @@ def test_single_pair_gives_scalar(tiny_encoder, pairs):
     assert np.ndim(tiny_encoder.predict(list(pairs[0]))) == 0
 
 
-def test_empty_list_gives_empty_float32(tiny_encoder):
-    empty = tiny_encoder.predict([])
-    assert isinstance(empty, np.ndarray) and empty.shape == (0,) and empty.dtype == np.float32
-
-
 def test_output_conversions(tiny_encoder, pairs):
     as_numpy = tiny_encoder.predict(pairs[:5])
     as_tensor = tiny_encoder.predict(pairs[:5], convert_to_tensor=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -34,3 +36,112 @@ def test_rank_matches_sentence_transformers(tiny_model, pairs):
         if mine["corpus_id"] != theirs["corpus_id"]:
             assert abs(mine["score"] - theirs["score"]) < 1e-5, (got, expected)
     assert [e["text"] for e in got] == [documents[e["corpus_id"]] for e in got]
+
+
+@pytest.fixture(scope="module")
+def both_3labels(tiny_model_3labels):
+    return st.CrossEncoder(str(tiny_model_3labels), device="cpu"), CrossEncoder(str(tiny_model_3labels), device="cpu")
+
+
+@pytest.mark.parametrize("options", [{}, {"convert_to_tensor": True}, {"convert_to_numpy": False}])
+def test_empty_input_matches_sentence_transformers(both_3labels, options):
+    reference, ours = both_3labels
+    expected, got = reference.predict([], **options), ours.predict([], **options)
+    assert type(got) is type(expected)
+    if not isinstance(expected, list):
+        assert (got.shape, got.dtype, str(got.device) if hasattr(got, "device") else None) == (
+            expected.shape,
+            expected.dtype,
+            str(expected.device) if hasattr(expected, "device") else None,
+        )
+    else:
+        assert got == expected
+
+
+def test_sentence_transformers_6_argument_names(tiny_model, pairs):
+    """Names sentence-transformers 6 takes (current and legacy) work the same here."""
+    reference = st.CrossEncoder(str(tiny_model), device="cpu", processor_kwargs={"model_max_length": 8})
+    ours = CrossEncoder(str(tiny_model), device="cpu", processor_kwargs={"model_max_length": 8})
+    legacy = CrossEncoder(str(tiny_model), device="cpu", tokenizer_args={"model_max_length": 8}, cache_dir=None)
+    assert ours.max_seq_length == legacy.max_seq_length == reference.max_seq_length == 8
+    expected = reference.predict(inputs=pairs[:6], batch_size=4)
+    np.testing.assert_allclose(ours.predict(inputs=pairs[:6], batch_size=4), expected, atol=1e-5)
+    np.testing.assert_allclose(legacy.predict(sentences=pairs[:6], num_workers=2), expected, atol=1e-5)
+    documents = [document for _, document in pairs[:6]]
+    got = ours.rank("q", documents, apply_softmax=True, convert_to_tensor=True, activation_fct=None)
+    assert [e["corpus_id"] for e in got] == [e["corpus_id"] for e in reference.rank("q", documents)]
+    with pytest.raises(TypeError, match="batch_size by keyword"):
+        ours.predict(pairs[:2], 8)  # sentence-transformers 6 reads a second positional argument as prompt_name
+
+
+def test_prompts_match_sentence_transformers(tiny_model, pairs):
+    prompts = {"query": "query: ", "other": "search for: "}
+    reference = st.CrossEncoder(str(tiny_model), device="cpu", prompts=prompts, default_prompt_name="query")
+    ours = CrossEncoder(str(tiny_model), device="cpu", prompts=prompts, default_prompt_name="query")
+    for options in ({}, {"prompt_name": "other"}, {"prompt": "literal: "}):
+        np.testing.assert_allclose(
+            ours.predict(pairs[:6], **options), reference.predict(pairs[:6], **options), atol=1e-5
+        )
+    plain = CrossEncoder(str(tiny_model), device="cpu").predict(pairs[:6])
+    assert np.abs(ours.predict(pairs[:6]) - plain).max() > 1e-4, "the default prompt changed nothing"
+    with pytest.raises(ValueError, match="not one of the prompts"):
+        ours.predict(pairs[:2], prompt_name="missing")
+    with pytest.raises(ValueError, match="default_prompt_name"):
+        CrossEncoder(str(tiny_model), device="cpu", prompts=prompts, default_prompt_name="missing")
+
+
+def test_settings_saved_by_sentence_transformers(tiny_model, pairs, tmp_path):
+    """Activation, prompts and max_seq_length in a folder sentence-transformers saved, read its way."""
+    reference = st.CrossEncoder(
+        str(tiny_model), device="cpu", activation_fn=__import__("torch").nn.Tanh(),
+        prompts={"query": "query: "}, default_prompt_name="query",
+    )
+    folder = tmp_path / "st-saved"
+    reference.save_pretrained(str(folder))
+    # A conflicting config.json block: sentence-transformers' own config file wins in its folders.
+    config = json.loads((folder / "config.json").read_text())
+    config["sentence_transformers"] = {"activation_fn": "torch.nn.modules.linear.Identity"}
+    (folder / "config.json").write_text(json.dumps(config))
+    module_config = next(folder.rglob("sentence_bert_config.json"), None) or folder / "sentence_bert_config.json"
+    saved = json.loads(module_config.read_text()) if module_config.exists() else {}
+    module_config.write_text(json.dumps({**saved, "max_seq_length": 9}))
+
+    expected_model = st.CrossEncoder(str(folder), device="cpu")
+    ours = CrossEncoder(str(folder), device="cpu")
+    assert type(ours.activation_fn) is type(expected_model.activation_fn)
+    assert ours.max_seq_length == expected_model.max_seq_length == 9
+    assert ours.prompts.get("query") == expected_model.prompts.get("query") == "query: "
+    np.testing.assert_allclose(ours.predict(pairs[:6]), expected_model.predict(pairs[:6]), atol=1e-5)
+
+
+def test_config_json_activation_without_st_folder(tiny_model, tmp_path):
+    """Outside a sentence-transformers folder its config file is ignored; an explicit null block means default."""
+    import shutil
+
+    folder = tmp_path / "plain"
+    shutil.copytree(tiny_model, folder)
+    (folder / "config_sentence_transformers.json").write_text(json.dumps({"activation_fn": "torch.nn.Tanh"}))
+    config = json.loads((folder / "config.json").read_text())
+    config["sentence_transformers"] = {"activation_fn": None}
+    config["sbert_ce_default_activation_function"] = "torch.nn.modules.activation.Tanh"
+    (folder / "config.json").write_text(json.dumps(config))
+    expected = st.CrossEncoder(str(folder), device="cpu")
+    ours = CrossEncoder(str(folder), device="cpu")
+    assert type(ours.activation_fn) is type(expected.activation_fn)
+
+
+def test_model_attribute(tiny_model):
+    ours = CrossEncoder(str(tiny_model), device="cpu")
+    reference = st.CrossEncoder(str(tiny_model), device="cpu")
+    assert type(ours.model) is type(reference.model)
+
+
+def test_bad_text_type_is_caught_as_sentence_transformers_raises_it(tiny_model):
+    reference = st.CrossEncoder(str(tiny_model), device="cpu")
+    ours = CrossEncoder(str(tiny_model), device="cpu")
+    with pytest.raises(ValueError):
+        reference.predict([("query", 3)])
+    with pytest.raises(ValueError, match=r"pairs\[0\]\[1\] is int"):
+        ours.predict([("query", 3)])
+    with pytest.raises(TypeError):  # and still a TypeError, as before
+        ours.predict([("query", None)])

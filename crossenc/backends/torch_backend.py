@@ -44,8 +44,10 @@ class TorchPredictor(InFlightPredictions):
         info: PredictorInfo,
         autocast_dtype: torch.dtype | None = None,
         in_flight: int = 1,
+        hf_model: torch.nn.Module | None = None,
     ) -> None:
         self.module = module
+        self.hf_model = hf_model  # the Hugging Face model whose weights ``module`` runs
         self.info = info
         self.device = torch.device(info.device)
         self.autocast_dtype = autocast_dtype
@@ -159,7 +161,7 @@ def load(request: LoadRequest) -> TorchPredictor:
         thread_safe=variant not in ("compile", "int8"),
         details=details,
     )
-    predictor = TorchPredictor(module, info, autocast_dtype=autocast_dtype, in_flight=in_flight)
+    predictor = TorchPredictor(module, info, autocast_dtype=autocast_dtype, in_flight=in_flight, hf_model=model)
     if bucket_lengths:
         _warm_up(predictor, bucket_lengths)
     return predictor

@@ -1,0 +1,199 @@
+"""sentence-transformers 6 compatibility: its legacy argument names, prompts, and the settings it saves.
+
+``sentence_transformers.CrossEncoder`` still accepts older argument names (with a warning) and, in a
+folder it saved (one with ``modules.json``), reads ``config_sentence_transformers.json`` (activation,
+prompts) and ``sentence_bert_config.json`` (``max_seq_length``). The same rules live here, so code
+written for it runs unchanged on crossenc.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+logger = logging.getLogger("crossenc")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Old name -> sentence-transformers 6 name, as its cross_encoder_init_args_decorator maps them.
+INIT_RENAMES = {
+    "model_name": "model_name_or_path",
+    "automodel_args": "model_kwargs",
+    "tokenizer_args": "processor_kwargs",
+    "tokenizer_kwargs": "processor_kwargs",
+    "config_args": "config_kwargs",
+    "cache_dir": "cache_folder",
+    "default_activation_function": "activation_fn",
+}
+CALL_RENAMES = {"sentences": "inputs", "activation_fct": "activation_fn"}
+# Module config files sentence-transformers reads for its Transformer module, first found wins.
+MODULE_CONFIG_FILES = (
+    "sentence_bert_config.json",
+    "sentence_roberta_config.json",
+    "sentence_distilbert_config.json",
+    "sentence_camembert_config.json",
+    "sentence_albert_config.json",
+    "sentence_xlm-roberta_config.json",
+    "sentence_xlnet_config.json",
+)
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        logger.warning(message)
+
+
+def _rename(kwargs: dict[str, Any], renames: Mapping[str, str], where: str) -> None:
+    for old, new in renames.items():
+        if old in kwargs:
+            value = kwargs.pop(old)
+            _warn_once(f"{where} `{old}` was renamed in sentence-transformers; use `{new}`.")
+            kwargs.setdefault(new, value)
+
+
+def init_arguments(init: F) -> F:
+    """Accept sentence-transformers' legacy ``CrossEncoder(...)`` argument names, as it does."""
+
+    @functools.wraps(init)
+    def wrapper(self, *args: Any, **kwargs: Any) -> None:
+        _rename(kwargs, INIT_RENAMES, "CrossEncoder")
+        if "classifier_dropout" in kwargs:
+            dropout = kwargs.pop("classifier_dropout")
+            _warn_once("CrossEncoder `classifier_dropout` is deprecated; use config_kwargs={'classifier_dropout': ...}.")
+            kwargs["config_kwargs"] = {**(kwargs.get("config_kwargs") or {}), "classifier_dropout": dropout}
+        return init(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def call_arguments(method: F) -> F:
+    """Accept the legacy ``predict``/``rank`` arguments sentence-transformers 6 still takes.
+
+    ``sentences`` and ``activation_fct`` are renamed; ``num_workers`` (and, for ``rank``,
+    ``apply_softmax``, ``convert_to_numpy``, ``convert_to_tensor``) are dropped with a warning,
+    since they have no effect there either.
+    """
+    dropped = ("num_workers",) + (
+        ("apply_softmax", "convert_to_numpy", "convert_to_tensor") if method.__name__ == "rank" else ()
+    )
+
+    @functools.wraps(method)
+    def wrapper(self, *args: Any, **kwargs: Any) -> Any:
+        _rename(kwargs, CALL_RENAMES, f"CrossEncoder.{method.__name__}")
+        for name in dropped:
+            if name in kwargs:
+                kwargs.pop(name)
+                _warn_once(f"CrossEncoder.{method.__name__} `{name}` has no effect and is ignored.")
+        return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class SavedSettings:
+    """What sentence-transformers saved beside a checkpoint (empty for a plain Hugging Face folder)."""
+
+    activation_fn: str | None = None
+    prompts: dict[str, str] = field(default_factory=dict)
+    default_prompt_name: str | None = None
+    max_seq_length: int | None = None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read {path}: {error}") from error
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} holds {type(data).__name__}; expected a JSON object")
+    return data
+
+
+def _transformer_folder(model_dir: Path, modules: Any) -> Path:
+    """Folder of the Transformer module listed in ``modules.json`` (the model folder itself if unnamed)."""
+    if isinstance(modules, list):
+        for module in modules:
+            if isinstance(module, dict) and str(module.get("type", "")).endswith("Transformer"):
+                return model_dir / str(module.get("path") or "")
+    return model_dir
+
+
+def read_saved_settings(model_dir: Path) -> SavedSettings:
+    """Settings sentence-transformers reads from a folder it saved; none without ``modules.json``."""
+    modules_file = model_dir / "modules.json"
+    if not modules_file.is_file():
+        return SavedSettings()
+    try:
+        modules = json.loads(modules_file.read_text(encoding="utf8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read {modules_file}: {error}") from error
+    saved: dict[str, Any] = {}
+    st_config = model_dir / "config_sentence_transformers.json"
+    if st_config.is_file():
+        saved = _read_json(st_config)
+    max_seq_length = None
+    folder = _transformer_folder(model_dir, modules)
+    for name in MODULE_CONFIG_FILES:
+        if (folder / name).is_file():
+            max_seq_length = _read_json(folder / name).get("max_seq_length")
+            break
+    prompts = saved.get("prompts") or {}
+    if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
+        raise ValueError(f"{st_config}: 'prompts' must map names to strings, got {prompts!r:.100}")
+    if max_seq_length is not None and (isinstance(max_seq_length, bool) or not isinstance(max_seq_length, int)):
+        raise ValueError(f"{folder}: max_seq_length must be an int, got {max_seq_length!r}")
+    activation = saved.get("activation_fn")
+    return SavedSettings(
+        activation_fn=activation if isinstance(activation, str) else None,
+        prompts=dict(prompts),
+        default_prompt_name=saved.get("default_prompt_name"),
+        max_seq_length=max_seq_length,
+    )
+
+
+def merge_prompts(
+    prompts: Mapping[str, str] | None, default_prompt_name: str | None, saved: SavedSettings
+) -> tuple[dict[str, str], str | None]:
+    """Given prompts win over saved ones, key by key; the default prompt name must be one of them."""
+    if prompts is not None and not (
+        isinstance(prompts, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in prompts.items())
+    ):
+        raise TypeError(f"prompts must be a dict of str -> str, got {prompts!r:.100}")
+    merged = {**saved.prompts, **(prompts or {})}
+    default = default_prompt_name if default_prompt_name is not None else saved.default_prompt_name
+    if default is not None and default not in merged:
+        raise ValueError(f"default_prompt_name {default!r} is not one of the prompts {sorted(merged)}")
+    return merged, default
+
+
+def resolve_prompt(
+    prompts: Mapping[str, str], default_prompt_name: str | None, prompt: str | None, prompt_name: str | None
+) -> str | None:
+    """The prompt to prepend to each query: ``prompt`` > ``prompts[prompt_name]`` > the default prompt."""
+    if prompt is not None:
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a str or None, got {type(prompt).__name__} {prompt!r:.60}")
+        if prompt_name is not None:
+            logger.warning("both prompt and prompt_name given; using prompt")
+        return prompt
+    if prompt_name is not None:
+        if not isinstance(prompt_name, str):
+            raise TypeError(
+                f"prompt_name must be a str or None, got {type(prompt_name).__name__} {prompt_name!r:.60} "
+                "(sentence-transformers 6 order: predict(inputs, prompt_name, prompt, batch_size, ...); "
+                "pass batch_size by keyword)"
+            )
+        if prompt_name not in prompts:
+            raise ValueError(f"prompt_name {prompt_name!r} is not one of the prompts {sorted(prompts)}")
+        return prompts[prompt_name]
+    if default_prompt_name is not None:
+        return prompts.get(default_prompt_name)
+    return None
