@@ -6,7 +6,7 @@ The config keeps ``dtype: float32``, so fp32 rows load it upcast; every row read
 
     python scripts/prepare_gpu_check.py            # -> .device-carry/demo-fp16 (git-ignored)
     # then, through the device tool, with carry [".device-carry"]:
-    PYTHONPATH=$PWD python3 -m crossenc.bench.gpu_check --model .device-carry/demo-fp16 --out $OUT/gpu --deadline 420
+    PYTHONPATH=$PWD python3 -m crossenc.bench.gpu_check --model .device-carry/demo-fp16 --out $OUT/gpu --deadline 300   (run timeout_s=420)
 """
 
 from __future__ import annotations

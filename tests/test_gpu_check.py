@@ -129,3 +129,51 @@ def test_checkpoint_writer_replaces_and_keeps(tiny_model, tmp_path):
     os.umask(mask)
     assert target.stat().st_mode & 0o777 == 0o777 & ~mask  # a normal folder, not mkdtemp's private 0700
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_main_keeps_rows_and_skips_the_rest_after_a_cuda_fault(tiny_model, tmp_path, monkeypatch):
+    """A row whose clean-up fails (a lasting CUDA fault) is recorded, and no later row runs on the broken context."""
+    ran = []
+
+    def scorer(name, close_error=None):
+        def factory():
+            ran.append(name)
+
+            def score(pairs):
+                return np.zeros(len(pairs), dtype=np.float32)
+
+            if close_error:
+                def close():
+                    raise RuntimeError(close_error)
+
+                score.close = close
+            return score, {"details": {}}
+
+        return factory
+
+    plan = [("first", scorer("first"), {}), ("faulty", scorer("faulty", "CUDA error: illegal memory access"), {}),
+            ("later", scorer("later"), {})]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(gpu_check, "environment", lambda: {"gpu": "fake"})
+    monkeypatch.setattr(gpu_check, "row_plan", lambda path: plan)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert gpu_check.main(["--out", str(tmp_path), "--model", str(tiny_model), "--big-queries", "2", "--reps", "1"]) == 0
+    rows = {row["name"]: row for row in json.loads((tmp_path / "gpu_check.json").read_text())["rows"]}
+    assert ran == ["first", "faulty"]
+    assert rows["first"]["pairs_per_s"] > 0 and "error" not in rows["first"]
+    assert "illegal memory access" in rows["faulty"]["cleanup_error"]
+    assert rows["later"]["error"].startswith("skipped: the CUDA context failed after 'faulty'")
+    import os
+
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def test_main_refuses_a_folder_without_a_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(SystemExit, match="no config.json"):
+        gpu_check.main(["--out", str(tmp_path / "out"), "--model", str(tmp_path)])
+
+
+def test_recorder_writes_the_environment_before_any_row(tmp_path):
+    gpu_check.Recorder(tmp_path, {"gpu": "fake"})
+    assert json.loads((tmp_path / "gpu_check.json").read_text()) == {"environment": {"gpu": "fake"}, "rows": []}

@@ -1,7 +1,8 @@
 """One-shot GPU check: throughput and score agreement of the CUDA variants on the demo reranker.
 
 Run once on a fresh CUDA machine (hard limit ~8 minutes; the script stops starting rows at
-``--deadline`` seconds, default 420). On a machine with PyPI::
+``--deadline`` seconds, default 300; a row already started runs to its end, so give the
+command a wall-clock limit ~100 s above it). On a machine with PyPI::
 
     pip install -e . --no-deps   # crossenc itself, from the repository root
     pip install "transformers>=5,<6" "tokenizers>=0.21" "huggingface_hub>=0.30" safetensors numpy tqdm \\
@@ -13,7 +14,8 @@ Run once on a fresh CUDA machine (hard limit ~8 minutes; the script stops starti
 On the lent device machine (no network, 64 MiB carried): ``python scripts/prepare_gpu_check.py``
 here writes the fp16 demo copy to ``.device-carry/demo-fp16``, then with carry
 ``[".device-carry"]``: ``PYTHONPATH=$PWD python3 -m crossenc.bench.gpu_check --model
-.device-carry/demo-fp16 --out $OUT/gpu --deadline 420``.
+.device-carry/demo-fp16 --out $OUT/gpu --deadline 300`` with a 420 s limit. Nothing is fetched
+from the Hub (``HF_HUB_OFFLINE=1`` unless set).
 
 Needs torch with CUDA. Every row is appended to ``<out>/gpu_check.json`` as soon as it is
 measured (a timeout still leaves the rows done so far) and ``<out>/gpu_check.md`` is
@@ -67,14 +69,18 @@ class Recorder:
         self.out.mkdir(parents=True, exist_ok=True)
         self.environment = environment
         self.rows: list[dict[str, Any]] = []
+        self.save()  # the environment is on disk before the first row can fail or hang
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
+        self.save()
+        status = row.get("error") or f"{row.get('pairs_per_s', 0):.0f} pairs/s, max diff {row.get('max_abs_diff')}"
+        print(f"[{row['elapsed_s']:6.1f}s] {row['name']}: {status}", flush=True)
+
+    def save(self) -> None:
         payload = {"environment": self.environment, "rows": self.rows}
         atomic_write(self.out / "gpu_check.json", json.dumps(payload, indent=2, default=str).encode())
         atomic_write(self.out / "gpu_check.md", self.markdown().encode())
-        status = row.get("error") or f"{row.get('pairs_per_s', 0):.0f} pairs/s, max diff {row.get('max_abs_diff')}"
-        print(f"[{row['elapsed_s']:6.1f}s] {row['name']}: {status}", flush=True)
 
     def markdown(self) -> str:
         baseline = next((r.get("pairs_per_s") for r in self.rows if r["name"] == BASELINE_ROW), None)
@@ -336,12 +342,15 @@ def run_row(name: str, factory, fields: dict, small, big, reps: int, reference, 
         row["error"] = f"{type(error).__name__}: {error}"
         row["traceback"] = traceback.format_exc(limit=6)
     finally:
-        close = getattr(score, "close", None)
-        if close is not None:
-            close()
-        score = None
-        gc.collect()
-        torch.cuda.empty_cache()
+        try:  # a lasting CUDA fault makes the clean-up raise too: record it, do not lose the row
+            close = getattr(score, "close", None)
+            if close is not None:
+                close()
+            score = None
+            gc.collect()
+            torch.cuda.empty_cache()
+        except Exception as error:
+            row["cleanup_error"] = f"{type(error).__name__}: {error}"
     row["elapsed_s"] = round(time.perf_counter() - started, 1)
     return row
 
@@ -349,12 +358,13 @@ def run_row(name: str, factory, fields: dict, small, big, reps: int, reference, 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, type=Path, help="results folder, e.g. results/<slug>")
-    parser.add_argument("--deadline", type=float, default=420.0, help="seconds after which no row is started")
+    parser.add_argument("--deadline", type=float, default=300.0, help="seconds after which no row is started")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--big-queries", type=int, default=100, help="queries x 100 documents for throughput")
     parser.add_argument("--model", type=Path, default=None, help="checkpoint folder (default: the demo reranker)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the GPU machine has no network: never wait on the Hub
     import torch
 
     if not torch.cuda.is_available():
@@ -363,15 +373,20 @@ def main(argv: list[str] | None = None) -> int:
     from crossenc.demo import demo_model_path
 
     path = args.model or demo_model_path()
+    if not (Path(path) / "config.json").is_file():
+        raise SystemExit(f"gpu_check: {path} is not a checkpoint folder (no config.json); see the module docstring")
     debian = load_debian()
     small, big = debian.subset(300, 10).pairs(), debian.subset(300, args.big_queries).pairs()
     recorder = Recorder(args.out, {**environment(), "model": str(path), "weights_dtype": weights_dtype(path),
                                    "gflop_per_pair": gflop_per_pair(path, big)})
-    reference = None
+    reference, broken = None, None
     for name, factory, fields in row_plan(path):
-        if time.perf_counter() - started > args.deadline - MIN_SECONDS_FOR_ROW:
+        skip = broken or (
+            "deadline" if time.perf_counter() - started > args.deadline - MIN_SECONDS_FOR_ROW else None
+        )
+        if skip:
             elapsed = round(time.perf_counter() - started, 1)
-            recorder.add({"name": name, "error": "skipped: deadline", "elapsed_s": elapsed})
+            recorder.add({"name": name, "error": f"skipped: {skip}", "elapsed_s": elapsed})
             continue
         if factory is None:
             recorder.add(kernel_check_row(started) if name == KERNEL_CHECK_ROW
@@ -381,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
         scores = row.pop("scores", None)
         if reference is None and name == "crossenc torch sdpa fp32" and scores is not None:
             reference, row["max_abs_diff"] = scores, 0.0
+        if "cleanup_error" in row:
+            broken = f"the CUDA context failed after {name!r}: {row['cleanup_error']}"[:200]
         recorder.add(row)
     return 0
 
