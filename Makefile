@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.crossenc-installed
 EXTRAS ?= demo,int8,onnx,openvino,bench,test
 BENCH_ARGS ?=
+TORCH_INDEX ?=  # e.g. https://download.pytorch.org/whl/cpu where PyPI would give the CUDA wheel
 
 .PHONY: install test test-fast bench bench-full clean
 
@@ -12,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch pinned so pip takes the CPU build on disk instead of a multi-GB CUDA download
-	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]" torch==2.13.0
 	touch $(STAMP)
 

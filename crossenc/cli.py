@@ -111,7 +111,7 @@ def run_rank(args: argparse.Namespace) -> int:
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, help="model folder, Hub id, or 'demo' (default)")
-    parser.add_argument("--backend", default="torch", help="torch, onnx, openvino, tensorrt or auto")
+    parser.add_argument("--backend", default="torch", help="torch, onnx, openvino or auto")
     parser.add_argument("--variant", default=None, help="backend variant (e.g. sdpa, bf16, int8, optimized)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     parser.add_argument("--batch-size", type=int, default=32)

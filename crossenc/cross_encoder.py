@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
-from crossenc.backends import BACKENDS, LoadRequest, backend_loader, check_variant
+from crossenc.backends import LoadRequest, backend_loader, check_backend, check_variant
 from crossenc.batching import PaddingStats, default_max_tokens, iter_batches
 from crossenc.inputs import check_positive, check_rank_inputs, normalize_pairs
 from crossenc.model_source import ModelSource, position_limit, resolve_model, usable_max_length
@@ -103,10 +103,7 @@ class CrossEncoder:
         tokenize_ahead: bool | None = None,
         tokenizer_processes: int | None = None,
     ) -> None:
-        if not isinstance(backend, str):
-            raise TypeError(f"backend must be a str, got {type(backend).__name__}")
-        if backend != "auto" and backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; choose one of {sorted(BACKENDS)} or 'auto'")
+        check_backend(backend)
         self.device = resolve_device(device)
         self.max_tokens = default_max_tokens(self.device) if max_tokens is None else check_positive("max_tokens", max_tokens)
         if tokenize_ahead is not None and not isinstance(tokenize_ahead, bool):

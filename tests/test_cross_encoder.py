@@ -161,3 +161,14 @@ def test_half_precision_checkpoint_loads_fp32_unless_asked(tmp_path, tiny_model,
     asked = CrossEncoder(str(half), model_kwargs={"dtype": torch.bfloat16})
     assert {p.dtype for p in asked.predictor.module.parameters()} == {torch.bfloat16}
     assert asked.info()["precision"] == "bf16"
+
+
+def test_a_backend_not_built_says_so_and_what_to_use(tiny_model):
+    from crossenc.backends import BACKENDS, backend_loader
+
+    with pytest.raises(NotImplementedError, match="TensorRT engine backend is not built.*packed-fp16"):
+        CrossEncoder(str(tiny_model), device="cpu", backend="tensorrt")
+    with pytest.raises(NotImplementedError):
+        backend_loader("tensorrt")
+    for name in BACKENDS:  # every registered backend has a loader module
+        assert callable(backend_loader(name))

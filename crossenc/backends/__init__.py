@@ -28,7 +28,14 @@ BACKENDS: dict[str, str] = {
     "torch": "crossenc.backends.torch_backend:load",
     "onnx": "crossenc.backends.onnx_backend:load",
     "openvino": "crossenc.backends.openvino_backend:load",
-    "tensorrt": "crossenc.backends.tensorrt_backend:load",
+}
+# Backends the mission names that are not built yet: name -> why, and what to use instead.
+NOT_BUILT: dict[str, str] = {
+    "tensorrt": (
+        "the TensorRT engine backend is not built yet (it needs an NVIDIA GPU to build and verify engines, "
+        "which this project's machines lack); on CUDA use backend='torch' variant 'packed-fp16', or "
+        "backend='onnx' with backend_kwargs={'providers': ['TensorrtExecutionProvider', 'CUDAExecutionProvider']}"
+    ),
 }
 
 # name -> variants the backend knows (first = default). Used for validation and the bench.
@@ -36,14 +43,24 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "torch": ("sdpa", "eager", "compile", "bf16", "fp16", "int8", "packed", "packed-fp16", "packed-bf16"),
     "onnx": ("plain", "optimized", "int8", "fp16"),
     "openvino": ("fp32", "bf16", "int8"),
-    "tensorrt": ("fp16",),
 }
 
 
-def backend_loader(name: str) -> Callable[[LoadRequest], Predictor]:
-    """The loader for backend ``name``; ValueError for an unknown name."""
-    if name not in BACKENDS:
+def check_backend(name: str) -> str:
+    """``name`` if it is a backend (or "auto"); NotImplementedError for one not built, ValueError otherwise."""
+    if not isinstance(name, str):
+        raise TypeError(f"backend must be a str, got {type(name).__name__}")
+    if name in NOT_BUILT:
+        raise NotImplementedError(f"backend {name!r}: {NOT_BUILT[name]}")
+    if name != "auto" and name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)} or 'auto'")
+    return name
+
+
+def backend_loader(name: str) -> Callable[[LoadRequest], Predictor]:
+    """The loader for backend ``name``; NotImplementedError/ValueError for one that is not a backend."""
+    if check_backend(name) == "auto":
+        raise ValueError("backend 'auto' is resolved by CrossEncoder (crossenc autotune's choice), not loaded")
     module_name, function_name = BACKENDS[name].split(":")
     return getattr(importlib.import_module(module_name), function_name)
 

@@ -42,8 +42,7 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
 }
 VARIANT_PRECISION = {"plain": "fp32", "optimized": "fp32", "int8": "int8", "fp16": "fp16"}
 # Default provider order per device kind. TensorRT is opt-in (providers=[...]): its engines are
-# rebuilt for every new input shape, a trap for variable-length reranking; the tensorrt backend
-# builds fixed-shape engines instead.
+# rebuilt for every new input shape, a trap for variable-length reranking.
 PROVIDER_PREFERENCE = {
     "cpu": ("CPUExecutionProvider",),
     "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),

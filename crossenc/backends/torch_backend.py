@@ -118,7 +118,7 @@ def load(request: LoadRequest) -> TorchPredictor:
     if variant == "bf16" and not on_cuda and not has_cpu_bf16():
         raise ValueError("variant 'bf16' on CPU needs AVX512_BF16 or AMX; this CPU has neither")
     if variant == "int8" and on_cuda:
-        raise ValueError("variant 'int8' is CPU-only; on CUDA use 'fp16' or the TensorRT backend")
+        raise ValueError("variant 'int8' is CPU-only; on CUDA use 'fp16' or 'packed-fp16'")
 
     attn = "eager" if variant == "eager" else "sdpa"
     model_kwargs: dict[str, Any] = {"attn_implementation": request.source.model_kwargs.get("attn_implementation", attn)}

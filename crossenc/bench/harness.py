@@ -104,8 +104,6 @@ def available_candidates(device: str) -> list[Candidate]:
         candidates += [Candidate("crossenc", "onnx", v) for v in (["plain", "optimized", "fp16"] if on_cuda else ["plain", "optimized", "int8"])]
     if installed("openvino") and not on_cuda:
         candidates += [Candidate("crossenc", "openvino", v) for v in ("fp32", "bf16", "int8")]
-    if installed("tensorrt") and on_cuda:
-        candidates.append(Candidate("crossenc", "tensorrt", "fp16"))
     return candidates
 
 
