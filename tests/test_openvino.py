@@ -107,16 +107,40 @@ def test_int8_export_is_quantized_and_correlated(int8_export, fp32_export, refer
     assert np.corrcoef(logits[:, 0], reference_logits[:, 0])[0, 1] > 0.9
 
 
-def test_too_tight_tolerance_raises_and_keeps_unverified_folder(tiny_model, query_file, tmp_path):
+def test_failed_export_keeps_the_verified_one_and_the_failure_beside_it(
+    tiny_model, fp32_export, query_file, reference_logits, pairs, tmp_path
+):
+    target = copy_export(fp32_export, tmp_path / "model")  # a verified export is already there
+    before = {path.name: path.read_bytes() for path in target.iterdir()}
     config = OpenVINOExportConfig(
         compress_to_fp16=True, verification_file=query_file, tolerance=Tolerance(max_abs=1e-9)
     )
     with pytest.raises(VerificationFailed) as failure:
-        export_openvino(str(tiny_model), config, tmp_path / "fp16w")
-    assert failure.value.path == tmp_path / "fp16w" and not failure.value.report.passed
-    manifest = json.loads((tmp_path / "fp16w" / "crossenc_manifest.json").read_text())
+        export_openvino(str(tiny_model), config, target)
+    failed = tmp_path / "model.failed"
+    assert failure.value.path == failed and not failure.value.report.passed
+    assert f"kept for inspection in {failed}" in str(failure.value) and "max abs error" in str(failure.value)
+    assert {path.name: path.read_bytes() for path in target.iterdir()} == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["model", "model.failed"]  # no staging left
+    manifest = json.loads((failed / "crossenc_manifest.json").read_text())
     assert manifest["verified"] is False and manifest["variant"] == "fp16-weights"
-    assert 'element_type="f16"' in (tmp_path / "fp16w" / IR_NAME).read_text()
+    assert 'element_type="f16"' in (failed / IR_NAME).read_text()
+    # Loading the failed artifact is refused, naming the missed metric and the override; allowed, it runs.
+    with pytest.raises(VerificationFailed, match=r"failed verification .*max abs error .*allow_unverified") as refused:
+        CrossEncoder(str(failed), backend="openvino", variant="fp32")
+    assert refused.value.path == failed
+    with pytest.warns(UnverifiedArtifactWarning, match="max abs error"):
+        encoder = CrossEncoder(str(failed), backend="openvino", variant="fp32", backend_kwargs={"allow_unverified": True})
+    assert encoder.info()["details"]["verified"] is False
+    assert np.abs(encoder.predict_logits(pairs) - reference_logits).max() <= 2e-2  # fp16 weights
+
+
+def test_export_without_verification_is_refused_unless_allowed(tiny_model, tmp_path):
+    folder = export_openvino(str(tiny_model), OpenVINOExportConfig(verify=False), tmp_path / "skipped").path
+    with pytest.raises(VerificationFailed, match="without verification .*allow_unverified"):
+        CrossEncoder(str(folder), backend="openvino", variant="fp32")
+    with pytest.warns(UnverifiedArtifactWarning, match="verification was skipped"):
+        CrossEncoder(str(folder), backend="openvino", variant="fp32", backend_kwargs={"allow_unverified": True})
 
 
 def test_cli_arguments_export_without_verification(tiny_model, tmp_path, capsys):

@@ -8,7 +8,8 @@ else a verified export made once into ``export_cache_dir(source, "onnx", variant
 Options (``CrossEncoder(..., backend_kwargs={...})``): ``file_name``, ``providers``,
 ``graph_optimization_level`` ("disable" | "basic" | "extended" | "all"), ``intra_op_num_threads``,
 ``enable_mem_pattern``, ``export`` (dict of OnnxExportConfig fields for a cache export),
-``allow_unverified`` (accept a cached export whose verification failed).
+``allow_unverified`` (load an export whose manifest says it failed or skipped verification; by
+default such an artifact, in the folder or in the cache, raises VerificationFailed).
 """
 
 from __future__ import annotations
@@ -277,7 +278,8 @@ def load(request: LoadRequest) -> OnnxPredictor:
         folder = path.parent
     if not path.is_file():
         raise ArtifactIntegrityError(f"{path} is named by the manifest in {folder} but missing; re-export the model")
-    manifest = check_manifest(folder) if read_manifest(folder) is not None else None
+    allow_unverified = bool(request.options.get("allow_unverified"))
+    manifest = check_manifest(folder, allow_unverified=allow_unverified) if read_manifest(folder) is not None else None
     if manifest is not None and manifest.get("format") != "onnx":
         manifest = None
     session = create_session(path, request.options, providers)

@@ -19,7 +19,8 @@ one stream: ``predict_logits`` therefore splits a batch across the streams (``sp
 Options (``CrossEncoder(..., backend_kwargs={...})``): ``file_name``, ``hint`` ("throughput" |
 "latency"), ``num_requests`` (infer requests in flight), ``inference_precision`` ("f32" | "bf16"),
 ``split_batches`` (run one batch as several requests), ``ov_device`` ("CPU" | "GPU"), ``export``
-(dict of OpenVINOExportConfig fields for a cache export), ``allow_unverified``.
+(dict of OpenVINOExportConfig fields for a cache export), ``allow_unverified`` (load an export whose
+manifest says it failed or skipped verification; by default that raises VerificationFailed).
 """
 
 from __future__ import annotations
@@ -150,12 +151,13 @@ def locate_ir(request: LoadRequest, variant: str) -> Path:
 
 
 # --------------------------------------------------------------------------- reading and compiling
-def check_integrity(xml_path: Path, root: Path, variant: str) -> dict[str, Any] | None:
-    """Hash-check the IR against a crossenc manifest beside it (or at the model root), if there is one."""
+def check_integrity(xml_path: Path, root: Path, variant: str, allow_unverified: bool = False) -> dict[str, Any] | None:
+    """Hash-check the IR against a crossenc manifest beside it (or at the model root), if there is one;
+    an unverified one raises VerificationFailed unless ``allow_unverified``."""
     for folder in (xml_path.parent, root):
         if (folder / MANIFEST_NAME).is_file():
             relative = [path.relative_to(folder).as_posix() for path in (xml_path, xml_path.with_suffix(".bin"))]
-            manifest = check_manifest(folder, files=relative)
+            manifest = check_manifest(folder, files=relative, allow_unverified=allow_unverified)
             _warn_bf16(manifest, variant, folder)
             return manifest
     return None
@@ -350,7 +352,7 @@ def load(request: LoadRequest) -> OpenVINOPredictor:
     xml_path = locate_ir(request, variant)
     if not xml_path.is_file():
         raise ArtifactIntegrityError(f"{xml_path} is missing; re-export the model")
-    manifest = check_integrity(xml_path, request.source.path, variant)
+    manifest = check_integrity(xml_path, request.source.path, variant, bool(request.options.get("allow_unverified")))
     precise = variant != "int8" and config["INFERENCE_PRECISION_HINT"] != "f32"  # int8: marking costs speed
     model = read_ir(core, xml_path, precise=precise)
     try:

@@ -1,9 +1,11 @@
-"""What every exporter shares: the result type, the failure, the atomic output folder."""
+"""What every exporter shares: the result type, the failure, the verified-only output folder."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,14 +13,19 @@ from typing import Any
 from crossenc.exporters.manifest import MANIFEST_NAME, WEIGHT_SUFFIXES
 from crossenc.exporters.verify import VerificationReport
 from crossenc.model_source import ModelSource, resolve_model
+from crossenc.paths import atomic_output_dir
+
+logger = logging.getLogger(__name__)
 
 COPIED_SUFFIXES = (".json", ".txt", ".model", ".tiktoken")  # tokenizer and config files
+FAILED_SUFFIX = ".failed"  # <output_dir>.failed: the last export into output_dir that failed verification
 
 
 class VerificationFailed(RuntimeError):
-    """An artifact missed its parity tolerance; ``report`` holds the numbers, ``path`` the artifact."""
+    """An artifact missed its parity tolerance; ``report`` holds the numbers (None: verification was
+    skipped), ``path`` the artifact."""
 
-    def __init__(self, message: str, report: VerificationReport, path: Path | None = None) -> None:
+    def __init__(self, message: str, report: VerificationReport | None, path: Path | None = None) -> None:
         super().__init__(message)
         self.report = report
         self.path = path
@@ -35,6 +42,57 @@ class ExportResult:
     @property
     def verified(self) -> bool:
         return bool(self.report and self.report.passed)
+
+
+def failed_path(output_dir: str | os.PathLike) -> Path:
+    """Where an export into ``output_dir`` that failed verification is kept: the sibling ``<output_dir>.failed``."""
+    output_dir = Path(output_dir)
+    return output_dir.with_name(output_dir.name + FAILED_SUFFIX)
+
+
+def move_folder(source: Path, target: Path) -> None:
+    """Move ``source``'s contents to ``target`` through atomic_output_dir (an existing ``target`` is
+    replaced only once the move is complete) and remove ``source``. Both must be on one filesystem."""
+    with atomic_output_dir(target) as staging:
+        for child in source.iterdir():
+            os.replace(child, staging / child.name)
+    source.rmdir()
+
+
+def write_export(
+    output_dir: str | os.PathLike,
+    build: Callable[[Path], tuple[dict[str, Any], VerificationReport | None]],
+    label: str,
+    advice: str,
+) -> ExportResult:
+    """Build an artifact in a staging folder; replace ``output_dir`` with it only if it passed verification.
+
+    ``build(staging)`` writes every file and the manifest into ``staging`` and returns (manifest,
+    report); report None means verification was skipped (the manifest says so), and such an artifact
+    is written like a verified one. A passing artifact replaces ``output_dir`` atomically and removes a
+    stale ``<output_dir>.failed``. A failing one leaves ``output_dir`` exactly as it was (an earlier
+    export stays usable; nothing is created where there was nothing), is kept for inspection at
+    ``<output_dir>.failed`` (replacing an older one), and VerificationFailed names that folder.
+    An error inside ``build`` leaves neither folder touched.
+    """
+    output_dir = Path(output_dir)
+    failed = failed_path(output_dir)
+    with atomic_output_dir(output_dir) as staging:
+        manifest, report = build(staging)
+        if report is not None and not report.passed:
+            move_folder(staging, failed)  # raising below makes atomic_output_dir drop the now empty staging
+            previous = "the previous export there is unchanged" if output_dir.exists() else "nothing was written there"
+            raise VerificationFailed(
+                f"{label} FAILED verification: {report.summary()}. {output_dir} was not replaced ({previous}); the "
+                f"failed artifact is kept for inspection in {failed} (\"verified\": false in its {MANIFEST_NAME}). "
+                f"{advice}",
+                report,
+                failed,
+            )
+    if failed.exists():
+        logger.info("removing %s: the export into %s now passed verification", failed, output_dir)
+        shutil.rmtree(failed, ignore_errors=True)
+    return ExportResult(output_dir, manifest, report)
 
 
 def as_source(model: str | os.PathLike | ModelSource) -> ModelSource:

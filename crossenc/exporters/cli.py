@@ -23,7 +23,8 @@ DEFAULT_QUANTIZE = "blockwise"  # `--quantize` alone: the int8 variant's recipe 
 
 def add_onnx_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model folder, Hub id, or 'demo'")
-    parser.add_argument("output", help="folder to write (replaced atomically)")
+    parser.add_argument("output", help="folder to write (replaced atomically, and only by a verified export: one that "
+                        "fails verification is kept in OUTPUT.failed)")
     parser.add_argument("--optimize", choices=OPTIMIZE_LEVELS, default=None,
                         help="ORT graph optimization: O1 basic, O2 +fusions, O3 +GELU approx, O4 +fp16 (CUDA)")
     parser.add_argument("--quantize", nargs="?", const=DEFAULT_QUANTIZE, choices=QUANTIZE_MODES, default=None,

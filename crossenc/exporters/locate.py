@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from crossenc.exporters.base import VerificationFailed
-from crossenc.exporters.manifest import MANIFEST_NAME, read_manifest, source_weights_hash
-from crossenc.exporters.verify import VerificationReport
+from crossenc.exporters.base import VerificationFailed, failed_path, move_folder
+from crossenc.exporters.manifest import MANIFEST_NAME, read_manifest, source_weights_hash, unverified_error
 from crossenc.model_source import ModelSource
 from crossenc.paths import cache_dir
 
@@ -39,33 +37,45 @@ def has_complete_export(folder: Path) -> bool:
     return (folder / MANIFEST_NAME).is_file()
 
 
+def matching_manifest(folder: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The manifest of a complete export in ``folder`` made with ``config``; None when there is none."""
+    manifest = read_manifest(folder) if has_complete_export(folder) else None
+    if manifest is None or manifest.get("export_config", {}).get("config") != config:
+        return None
+    return manifest
+
+
 def ensure_export(
     folder: Path, config: dict[str, Any], export: Callable[[], object], allow_unverified: bool, label: str
 ) -> dict[str, Any]:
     """The manifest of a complete export in ``folder`` made with ``config``, exporting first if needed.
 
-    A fresh export that fails verification, or a cached one whose manifest says it failed,
-    raises VerificationFailed unless ``allow_unverified`` (then it is used, with a warning).
+    An export that fails verification leaves ``folder`` untouched and is kept at ``<folder>.failed``
+    (crossenc.exporters.base.write_export); it is not repeated while that folder holds the failure
+    of the same ``config``. A failed export, fresh or kept, and a cached one whose manifest says it
+    is unverified raise VerificationFailed unless ``allow_unverified``: then the failed export is
+    moved into ``folder`` and used, with a warning.
     """
-    manifest = read_manifest(folder) if has_complete_export(folder) else None
-    if manifest is None or manifest.get("export_config", {}).get("config") != config:
+    manifest = matching_manifest(folder, config)
+    failed = failed_path(folder)
+    if manifest is None and matching_manifest(failed, config) is None:
         logger.info("exporting %s into %s", label, folder)
         try:
             export()
-        except VerificationFailed as failure:
+        except VerificationFailed:
             if not allow_unverified:
                 raise
-            logger.warning("using an unverified %s (allow_unverified=True): %s", label, failure)
-        return read_manifest(folder) or {}
+        manifest = matching_manifest(folder, config)
+    if manifest is None:  # this config failed verification: the artifact is at <folder>.failed
+        kept = matching_manifest(failed, config)
+        if kept is None:
+            raise RuntimeError(f"exporting the {label} into {folder} left no complete export there or in {failed}")
+        if not allow_unverified:
+            raise unverified_error(failed, kept, f"the {label} kept for inspection in",
+                                   f"delete {failed} or change the export settings to export again")
+        logger.warning("using the unverified %s from %s (allow_unverified=True)", label, failed)
+        move_folder(failed, folder)
+        manifest = read_manifest(folder) or {}
     if not manifest.get("verified") and not allow_unverified:
-        fields = {field.name for field in dataclasses.fields(VerificationReport)}
-        verification = {k: v for k, v in (manifest.get("verification") or {}).items() if k in fields}
-        report = VerificationReport(**verification) if verification else None
-        failures = "; ".join(report.failures) if report else "verification was skipped"
-        raise VerificationFailed(
-            f"the cached {label} {folder} failed verification ({failures}); delete it to re-export, or pass "
-            "backend_kwargs={'allow_unverified': True} to use it anyway",
-            report,  # type: ignore[arg-type]
-            folder,
-        )
+        raise unverified_error(folder, manifest, f"the cached {label}", "delete it to re-export")
     return manifest

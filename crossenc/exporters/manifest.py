@@ -8,7 +8,10 @@ import json
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from crossenc.exporters.base import VerificationFailed
 
 MANIFEST_NAME = "crossenc_manifest.json"
 MANIFEST_VERSION = 1
@@ -22,7 +25,8 @@ class ArtifactIntegrityError(ValueError):
 
 
 class UnverifiedArtifactWarning(UserWarning):
-    """The artifact's manifest says it failed (or skipped) verification."""
+    """The artifact's manifest says it failed (or skipped) verification, and it is loaded anyway
+    (``allow_unverified=True``; without it loading raises VerificationFailed)."""
 
 
 def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
@@ -107,11 +111,52 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
         raise ArtifactIntegrityError(f"{path} is not valid JSON ({error.msg}); re-export the model") from None
 
 
-def check_manifest(folder: Path, files: list[str] | None = None, warn_unverified: bool = True) -> dict[str, Any] | None:
+ALLOW_UNVERIFIED = "backend_kwargs={'allow_unverified': True}"  # how a user loads an unverified artifact anyway
+
+
+def verification_failures(manifest: dict[str, Any]) -> list[str]:
+    """What the manifest's verification missed ("max abs error 0.3 > 0.0001", ...), or that it was skipped."""
+    return (manifest.get("verification") or {}).get("failures") or ["verification was skipped"]
+
+
+def unverified_error(folder: Path, manifest: dict[str, Any], what: str, remedy: str) -> VerificationFailed:
+    """The VerificationFailed to raise for loading ``folder``, whose manifest says it is not verified.
+
+    The message reads "<what> <folder> failed verification when it was exported (<missed metrics>)
+    ...; <remedy>, or pass backend_kwargs={'allow_unverified': True} to use it anyway" (or "was
+    exported without verification (verification was skipped)"); ``report`` is the stored one
+    (None when verification was skipped).
+    """
+    import dataclasses
+
+    from crossenc.exporters.base import VerificationFailed  # base imports this module
+    from crossenc.exporters.verify import VerificationReport
+
+    stored = manifest.get("verification") or {}
+    fields = {field.name for field in dataclasses.fields(VerificationReport)}
+    try:
+        report = VerificationReport(**{key: value for key, value in stored.items() if key in fields}) if stored else None
+    except TypeError:  # a manifest from another crossenc version: the message still carries the failures
+        report = None
+    failures = "; ".join(verification_failures(manifest))
+    status = "failed verification when it was exported" if stored else "was exported without verification"
+    return VerificationFailed(
+        f"{what} {folder} {status} ({failures}), so its scores may differ from the model it came from; "
+        f"{remedy}, or pass {ALLOW_UNVERIFIED} to use it anyway",
+        report,
+        folder,
+    )
+
+
+def check_manifest(
+    folder: Path, files: list[str] | None = None, allow_unverified: bool = False
+) -> dict[str, Any] | None:
     """Verify hashes of ``files`` (default: every file listed) against the manifest, if one exists.
 
-    Raises ArtifactIntegrityError naming the first missing or modified file; warns when the
-    artifact was not verified. Returns the manifest (None when the folder has none).
+    Raises ArtifactIntegrityError naming the first missing or modified file. An artifact whose
+    manifest says it failed (or skipped) verification raises VerificationFailed naming the missed
+    metrics, unless ``allow_unverified`` (the backends' ``allow_unverified`` option): then it only
+    warns (UnverifiedArtifactWarning). Returns the manifest (None when the folder has none).
     """
     manifest = read_manifest(folder)
     if manifest is None:
@@ -127,10 +172,12 @@ def check_manifest(folder: Path, files: list[str] | None = None, warn_unverified
             raise ArtifactIntegrityError(
                 f"{path} does not match its sha256 in {MANIFEST_NAME}: the file was modified or truncated"
             )
-    if warn_unverified and not manifest.get("verified", False):
-        numbers = (manifest.get("verification") or {}).get("failures") or ["verification was skipped"]
+    if not manifest.get("verified", False):
+        if not allow_unverified:
+            raise unverified_error(folder, manifest, "the artifact", "re-export it")
         warnings.warn(
-            f"{folder} was exported without passing verification ({'; '.join(numbers)})",
+            f"{folder} was exported without passing verification ({'; '.join(verification_failures(manifest))}); "
+            "using it because allow_unverified=True",
             UnverifiedArtifactWarning,
             stacklevel=3,
         )

@@ -27,17 +27,16 @@ from typing import Any
 
 from crossenc.exporters.base import (
     ExportResult,
-    VerificationFailed,
     artifact_encoder,
     as_source,
     copy_support_files,
+    write_export,
 )
 from crossenc.exporters.first_token import first_token_model, last_layer_note
-from crossenc.exporters.manifest import MANIFEST_NAME, tool_versions, write_manifest
+from crossenc.exporters.manifest import tool_versions, write_manifest
 from crossenc.exporters.verify import TOLERANCES, Tolerance, VerificationReport
 from crossenc.model_source import ModelSource
 from crossenc.optional import require
-from crossenc.paths import atomic_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -257,8 +256,10 @@ def export_onnx(
 ) -> ExportResult:
     """Export ``model`` per ``config`` into ``output_dir`` (default: the crossenc export cache), verified.
 
-    The folder is written even when verification fails (manifest ``"verified": false`` with the
-    numbers); the call then raises VerificationFailed carrying the report and the path.
+    ``output_dir`` is replaced only by an artifact that passed verification (or whose verification
+    was skipped, ``verify=False``: its manifest says ``"verified": false``). One that fails is kept
+    at ``<output_dir>.failed`` with the numbers in its manifest, ``output_dir`` is left as it was,
+    and the call raises VerificationFailed carrying the report and the ``.failed`` path.
     """
     config = config or OnnxExportConfig()
     require("onnxruntime", "onnx", "ONNX export")
@@ -268,9 +269,10 @@ def export_onnx(
         from crossenc.exporters.locate import export_cache_dir
 
         output_dir = export_cache_dir(source, "onnx", config.variant)
-    output_dir = Path(output_dir)
-    with atomic_output_dir(output_dir) as staging, tempfile.TemporaryDirectory(prefix="crossenc-onnx-") as workdir:
-        details = build_graph(source, config, staging / config.file_name, Path(workdir))
+
+    def build(staging: Path) -> tuple[dict[str, Any], VerificationReport | None]:
+        with tempfile.TemporaryDirectory(prefix="crossenc-onnx-") as workdir:
+            details = build_graph(source, config, staging / config.file_name, Path(workdir))
         details["copied_files"] = copy_support_files(source, staging)
         report = verify_artifact(source, staging, config) if config.verify else None
         manifest = write_manifest(
@@ -284,13 +286,9 @@ def export_onnx(
             tools=tool_versions("onnx", "onnxruntime", "onnxscript"),
             verification=report.to_dict() if report else None,
         )
-    result = ExportResult(output_dir, manifest, report)
-    if report is not None and not report.passed:
-        raise VerificationFailed(
-            f"ONNX export {output_dir / config.file_name} FAILED verification: {report.summary()}. The artifact "
-            f"is kept with \"verified\": false in {MANIFEST_NAME}; loosen the tolerance only if these numbers are "
-            "acceptable for your use.",
-            report,
-            output_dir,
-        )
-    return result
+        return manifest, report
+
+    return write_export(
+        output_dir, build, f"ONNX export {config.file_name} ({config.variant})",
+        "Loosen the tolerance only if these numbers are acceptable for your use.",
+    )

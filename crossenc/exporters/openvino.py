@@ -60,13 +60,13 @@ from crossenc.exporters.base import (
     artifact_encoder,
     as_source,
     copy_support_files,
+    write_export,
 )
 from crossenc.exporters.first_token import first_token_model, last_layer_note
-from crossenc.exporters.manifest import MANIFEST_NAME, tool_versions, write_manifest
+from crossenc.exporters.manifest import tool_versions, write_manifest
 from crossenc.exporters.verify import TOLERANCES, Tolerance, VerificationReport, VerificationSet, compare_logits
 from crossenc.model_source import ModelSource, position_limit
 from crossenc.optional import require
-from crossenc.paths import atomic_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -360,8 +360,10 @@ def export_openvino(
 ) -> ExportResult:
     """Export ``model`` per ``config`` into ``output_dir`` (default: the crossenc export cache), verified.
 
-    The folder is written even when verification fails (manifest ``"verified": false`` with the
-    numbers); the call then raises VerificationFailed carrying the report and the path. The
+    ``output_dir`` is replaced only by an artifact that passed verification (or whose verification
+    was skipped, ``verify=False``: its manifest says ``"verified": false``). One that fails is kept
+    at ``<output_dir>.failed`` with the numbers in its manifest, ``output_dir`` is left as it was,
+    and the call raises VerificationFailed carrying the report and the ``.failed`` path. The
     manifest's ``verification["bf16_inference"]`` holds the (informational) bf16 report.
     """
     config = config or OpenVINOExportConfig()
@@ -371,8 +373,8 @@ def export_openvino(
         from crossenc.exporters.locate import export_cache_dir
 
         output_dir = export_cache_dir(source, "openvino", config.variant)
-    output_dir = Path(output_dir)
-    with atomic_output_dir(output_dir) as staging:
+
+    def build(staging: Path) -> tuple[dict[str, Any], VerificationReport | None]:
         details = build_ir(source, config, staging / IR_NAME)
         details["copied_files"] = copy_support_files(source, staging)
         report, bf16_report = verify_artifact(source, staging, config) if config.verify else (None, None)
@@ -390,23 +392,21 @@ def export_openvino(
             tools=tool_versions("openvino", "nncf"),
             verification=verification,
         )
-    result = ExportResult(output_dir, manifest, report)
-    if report is not None and not report.passed:
-        raise VerificationFailed(
-            f"OpenVINO export {output_dir / IR_NAME} FAILED verification: {report.summary()}. The artifact is kept "
-            f"with \"verified\": false in {MANIFEST_NAME}; for int8 calibrate on your own queries (--calibration) or "
-            "keep more MatMuls in float (--keep-float), or loosen the tolerance only if these numbers are acceptable.",
-            report,
-            output_dir,
-        )
-    return result
+        return manifest, report
+
+    return write_export(
+        output_dir, build, f"OpenVINO export {IR_NAME} ({config.variant})",
+        "For int8 calibrate on your own queries (--calibration) or keep more MatMuls in float (--keep-float), or "
+        "loosen the tolerance only if these numbers are acceptable.",
+    )
 
 
 # --------------------------------------------------------------------------- CLI
 def add_openvino_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``crossenc export openvino MODEL OUT [...]`` (positionals included)."""
     parser.add_argument("model", help="model folder, Hub id, or 'demo'")
-    parser.add_argument("output", help="folder to write (replaced atomically)")
+    parser.add_argument("output", help="folder to write (replaced atomically, and only by a verified export: one that "
+                        "fails verification is kept in OUTPUT.failed)")
     parser.add_argument("--quantize", choices=["int8"], default=None, help="int8 post-training quantization (NNCF)")
     parser.add_argument("--calibration", default=None, metavar="FILE",
                         help="JSONL of {query, documents} to calibrate int8 on (default: Debian training queries)")
