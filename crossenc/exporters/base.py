@@ -123,5 +123,5 @@ def artifact_encoder(path: Path, source: ModelSource, **kwargs: Any):
 
     return CrossEncoder(
         str(path), trust_remote_code=source.trust_remote_code, allow_pickle=source.allow_pickle,
-        config_kwargs=dict(source.config_kwargs), tokenizer_kwargs=dict(source.tokenizer_kwargs), **kwargs,
+        config_kwargs=dict(source.config_kwargs), processor_kwargs=dict(source.tokenizer_kwargs), **kwargs,
     )
