@@ -31,22 +31,33 @@ from crossenc.model_source import ModelSource, position_limit, resolve_model, us
 from crossenc.pair_encoding import EncodedPairs, PairEncoder
 from crossenc.predictor import Predictor, TokenBatch
 from crossenc.scores import activation_path, logits_to_scores, rank_order, resolve_activation
-from crossenc.st_compat import call_arguments, init_arguments, merge_prompts, read_saved_settings, resolve_prompt
+from crossenc.st_compat import (
+    call_arguments,
+    init_arguments,
+    merge_prompts,
+    read_saved_settings,
+    resolve_prompt,
+    write_saved_settings,
+)
 from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS, TokenizeAhead, should_tokenize_ahead
 from crossenc.tokenizer_processes import TokenizerProcesses, check_processes, process_chunk_pairs
 
 logger = logging.getLogger(__name__)
 
 
-def resolve_device(device: str | None) -> str:
-    """``None`` -> "cuda" when available, else "cpu"; ValueError for anything unknown."""
+def resolve_device(device: str | int | torch.device | None) -> str:
+    """``None`` -> "cuda" when available, else "cpu"; an int N -> "cuda:N"; ValueError for anything unknown."""
     if device is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if isinstance(device, int) and not isinstance(device, bool):
+        device = f"cuda:{device}"  # torch's reading of a bare index
     if not isinstance(device, str):
         device = str(device)
     kind, _, index = device.partition(":")
-    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index not in ("", "0")):
         raise ValueError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'cuda:N'")
+    if kind == "cpu":
+        return "cpu"
     if kind == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but no CUDA GPU is available")
     return device
@@ -139,8 +150,8 @@ class CrossEncoder:
         )
         self.config = self.source.load_config()
         self.tokenizer = self.source.load_tokenizer()
-        self.max_length = self._check_max_length(max_length)
-        self.tokenizer.model_max_length = self.max_length
+        self._max_length = self._check_max_length(max_length)
+        self.tokenizer.model_max_length = self._max_length
         self.activation_fn = resolve_activation(
             activation_fn, self.config, saved.activation_fn, self.num_labels, trust_remote_code
         )
@@ -174,9 +185,33 @@ class CrossEncoder:
         return int(self.config.num_labels)
 
     @property
+    def max_length(self) -> int:
+        """Tokens per pair after truncation; settable up to the length the backend was loaded for."""
+        return self._max_length
+
+    @max_length.setter
+    def max_length(self, value: int) -> None:
+        value = check_positive("max_length", value)
+        loaded = self.predictor.info.max_length
+        if value > loaded:
+            raise ValueError(
+                f"max_length={value} exceeds the {loaded} this CrossEncoder's backend was loaded for; "
+                f"load it with CrossEncoder(..., max_length={value})"
+            )
+        with self._pool_lock, self._tokenizer_lock:
+            self.tokenizer.model_max_length = value
+            self._pair_encoder = PairEncoder(self.tokenizer, value)
+            self._max_length = value
+            self._stop_pool()  # the workers hold the old encoder; the next call starts new ones
+
+    @property
     def max_seq_length(self) -> int:
-        """Tokens per pair after truncation (sentence-transformers 6's name for ``max_length``)."""
+        """sentence-transformers 6's name for :attr:`max_length` (settable too)."""
         return self.max_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        self.max_length = value
 
     @property
     def model(self) -> PreTrainedModel | None:
@@ -418,7 +453,9 @@ class CrossEncoder:
 
     # ----------------------------------------------------------------- saving
     def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write a Hugging Face checkpoint (fp32 safetensors, tokenizer, activation) to ``path``."""
+        """Write a Hugging Face checkpoint (fp32 safetensors, tokenizer, activation) to ``path``, with the
+        files sentence-transformers 6 writes (activation, prompts), so either library reloads it alike.
+        Files of ``path`` that this does not write are left in place, as sentence-transformers does."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -430,6 +467,7 @@ class CrossEncoder:
             config = json.loads(config_path.read_text())
             config["sentence_transformers"] = {"activation_fn": activation_path(self.activation_fn)}
             config_path.write_text(json.dumps(config, indent=2))
+            write_saved_settings(staging, activation_path(self.activation_fn), self.prompts, self.default_prompt_name)
             if target.exists():
                 for item in staging.iterdir():
                     os.replace(item, target / item.name)

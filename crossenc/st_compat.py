@@ -126,28 +126,41 @@ def _transformer_folder(model_dir: Path, modules: Any) -> Path:
     return model_dir
 
 
+def _module_max_length(module_config: dict[str, Any]) -> Any:
+    """``max_seq_length``, else ``model_max_length`` in its processor (tokenizer) kwargs, as its Transformer reads them."""
+    if module_config.get("max_seq_length") is not None:
+        return module_config["max_seq_length"]
+    for key in ("processor_kwargs", "tokenizer_args", "tokenizer_kwargs"):
+        kwargs = module_config.get(key)
+        if isinstance(kwargs, dict) and kwargs.get("model_max_length") is not None:
+            return kwargs["model_max_length"]
+    return None
+
+
 def read_saved_settings(model_dir: Path) -> SavedSettings:
-    """Settings sentence-transformers reads from a folder it saved; none without ``modules.json``."""
-    modules_file = model_dir / "modules.json"
-    if not modules_file.is_file():
+    """Settings sentence-transformers reads from a CrossEncoder folder it saved: one with ``modules.json``
+    and ``config_sentence_transformers.json`` saying ``"model_type": "CrossEncoder"`` (it converts any
+    other folder from the plain Hugging Face files, as crossenc reads them)."""
+    modules_file, st_config = model_dir / "modules.json", model_dir / "config_sentence_transformers.json"
+    if not modules_file.is_file() or not st_config.is_file():
+        return SavedSettings()
+    saved = _read_json(st_config)
+    if saved.get("model_type") != "CrossEncoder":
         return SavedSettings()
     try:
         modules = json.loads(modules_file.read_text(encoding="utf8"))
     except (OSError, json.JSONDecodeError) as error:
         raise ValueError(f"cannot read {modules_file}: {error}") from error
-    saved: dict[str, Any] = {}
-    st_config = model_dir / "config_sentence_transformers.json"
-    if st_config.is_file():
-        saved = _read_json(st_config)
     max_seq_length = None
     folder = _transformer_folder(model_dir, modules)
     for name in MODULE_CONFIG_FILES:
         if (folder / name).is_file():
-            max_seq_length = _read_json(folder / name).get("max_seq_length")
+            max_seq_length = _module_max_length(_read_json(folder / name))
             break
     prompts = saved.get("prompts") or {}
-    if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
+    if not isinstance(prompts, dict) or not all(v is None or isinstance(v, str) for v in prompts.values()):
         raise ValueError(f"{st_config}: 'prompts' must map names to strings, got {prompts!r:.100}")
+    prompts = {name: text or "" for name, text in prompts.items()}  # None placeholders read as "", as there
     if max_seq_length is not None and (isinstance(max_seq_length, bool) or not isinstance(max_seq_length, int)):
         raise ValueError(f"{folder}: max_seq_length must be an int, got {max_seq_length!r}")
     activation = saved.get("activation_fn")
@@ -164,10 +177,12 @@ def merge_prompts(
 ) -> tuple[dict[str, str], str | None]:
     """Given prompts win over saved ones, key by key; the default prompt name must be one of them."""
     if prompts is not None and not (
-        isinstance(prompts, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in prompts.items())
+        isinstance(prompts, Mapping)
+        and all(isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in prompts.items())
     ):
         raise TypeError(f"prompts must be a dict of str -> str, got {prompts!r:.100}")
-    merged = {**saved.prompts, **(prompts or {})}
+    given = {name: text for name, text in (prompts or {}).items() if text is not None}  # None: saved, else ""
+    merged = {**{name: "" for name in prompts or {}}, **saved.prompts, **given}
     default = default_prompt_name if default_prompt_name is not None else saved.default_prompt_name
     if default is not None and default not in merged:
         raise ValueError(f"default_prompt_name {default!r} is not one of the prompts {sorted(merged)}")
@@ -197,3 +212,28 @@ def resolve_prompt(
     if default_prompt_name is not None:
         return prompts.get(default_prompt_name)
     return None
+
+
+def write_saved_settings(
+    folder: Path, activation_fn: str, prompts: Mapping[str, str], default_prompt_name: str | None
+) -> None:
+    """The files sentence-transformers 6 writes beside a CrossEncoder checkpoint (the Transformer
+    module at the folder's root), so that it, and crossenc, reload the activation and the prompts."""
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"}]
+    settings = {
+        "model_type": "CrossEncoder",
+        "activation_fn": activation_fn,
+        "prompts": dict(prompts),
+        "default_prompt_name": default_prompt_name,
+    }
+    module_config = {
+        "transformer_task": "sequence-classification",
+        "modality_config": {"text": {"method": "forward", "method_output_name": "logits"}},
+        "module_output_name": "scores",
+    }
+    for name, content in (
+        ("modules.json", modules),
+        ("config_sentence_transformers.json", settings),
+        ("sentence_bert_config.json", module_config),
+    ):
+        (folder / name).write_text(json.dumps(content, indent=2), encoding="utf8")

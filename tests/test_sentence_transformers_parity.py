@@ -145,3 +145,52 @@ def test_bad_text_type_is_caught_as_sentence_transformers_raises_it(tiny_model):
         ours.predict([("query", 3)])
     with pytest.raises(TypeError):  # and still a TypeError, as before
         ours.predict([("query", None)])
+
+
+def test_setting_max_seq_length_truncates_like_sentence_transformers(tiny_model, pairs):
+    long_pairs = [(query, document * 8) for query, document in pairs[:4]]
+    reference = st.CrossEncoder(str(tiny_model), device="cpu")
+    ours = CrossEncoder(str(tiny_model), device="cpu")
+    before = ours.predict(long_pairs)
+    reference.max_seq_length = ours.max_seq_length = 8
+    assert ours.max_length == 8
+    np.testing.assert_allclose(ours.predict(long_pairs), reference.predict(long_pairs), atol=1e-5)
+    assert np.abs(ours.predict(long_pairs) - before).max() > 1e-4, "the new length changed nothing"
+    with pytest.raises(ValueError, match="loaded for"):
+        ours.max_length = 10_000
+
+
+def test_saved_by_crossenc_reloads_alike_in_both_libraries(tiny_model, pairs, tmp_path):
+    import torch
+
+    ours = CrossEncoder(str(tiny_model), device="cpu", max_length=20, activation_fn=torch.nn.Tanh(),
+                        prompts={"q": "query: "}, default_prompt_name="q")
+    folder = ours.save_pretrained(tmp_path / "saved")
+    for loaded in (st.CrossEncoder(str(folder), device="cpu"), CrossEncoder(str(folder), device="cpu")):
+        assert isinstance(loaded.activation_fn, torch.nn.Tanh)
+        assert (loaded.max_seq_length, loaded.prompts.get("q"), loaded.default_prompt_name) == (20, "query: ", "q")
+        np.testing.assert_allclose(loaded.predict(pairs[:5]), ours.predict(pairs[:5]), atol=1e-5)
+
+
+def test_modules_json_without_a_cross_encoder_config_is_read_as_plain(tiny_model, tmp_path, pairs):
+    """sentence-transformers converts such a folder from its Hugging Face files; so does crossenc."""
+    import torch
+
+    folder = CrossEncoder(str(tiny_model), device="cpu", activation_fn=torch.nn.Tanh(),
+                          prompts={"q": "query: "}, default_prompt_name="q").save_pretrained(tmp_path / "m")
+    settings = json.loads((folder / "config_sentence_transformers.json").read_text())
+    settings.pop("model_type")
+    (folder / "config_sentence_transformers.json").write_text(json.dumps(settings))
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("sentence_transformers")
+    (folder / "config.json").write_text(json.dumps(config))
+    reference, ours = st.CrossEncoder(str(folder), device="cpu"), CrossEncoder(str(folder), device="cpu")
+    assert type(ours.activation_fn) is type(reference.activation_fn) is torch.nn.Sigmoid
+    assert ours.default_prompt_name is None and not ours.prompts
+    np.testing.assert_allclose(ours.predict(pairs[:4]), reference.predict(pairs[:4]), atol=1e-5)
+
+
+def test_devices_written_as_sentence_transformers_accepts_them(tiny_model, pairs):
+    ours = CrossEncoder(str(tiny_model), device="cpu:0")
+    assert ours.device == "cpu"
+    np.testing.assert_allclose(ours.predict(pairs[:2], device="cpu:0"), ours.predict(pairs[:2]), atol=0)
