@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -191,7 +192,7 @@ class CrossEncoder:
 
     @max_length.setter
     def max_length(self, value: int) -> None:
-        value = check_positive("max_length", value)
+        value = self._check_room_for_specials(check_positive("max_length", value))
         loaded = self.predictor.info.max_length
         if value > loaded:
             raise ValueError(
@@ -235,12 +236,22 @@ class CrossEncoder:
 
     def _check_max_length(self, max_length: int | None) -> int:
         if max_length is None:
-            return usable_max_length(self.tokenizer, self.config)
+            return self._check_room_for_specials(usable_max_length(self.tokenizer, self.config))
         limit = position_limit(self.config)
-        max_length = check_positive("max_length", max_length)
+        max_length = self._check_room_for_specials(check_positive("max_length", max_length))
         if limit is not None and max_length > limit:
             raise ValueError(
                 f"max_length={max_length} exceeds the model's {limit} position embeddings; use max_length <= {limit}"
+            )
+        return max_length
+
+    def _check_room_for_specials(self, max_length: int) -> int:
+        """Below a pair's special tokens, tokenizers skip truncation altogether: refuse such a length."""
+        specials = self.tokenizer.num_special_tokens_to_add(pair=True)
+        if max_length < specials:
+            raise ValueError(
+                f"max_length={max_length} leaves no room for a pair's {specials} special tokens; "
+                f"the tokenizer would then not truncate at all. Use max_length >= {specials + 2}"
             )
         return max_length
 
@@ -265,16 +276,38 @@ class CrossEncoder:
         self.last_padding = stats
         return logits
 
-    def _chunks(self, pairs: list[tuple[str, str]], batch_size: int) -> TokenizeAhead | contextlib.nullcontext:
-        """``(offset, EncodedPairs)`` chunks: several tokenized ahead on a worker, or one tokenized now."""
+    def _chunks(self, pairs: list[tuple[str, str]], batch_size: int) -> contextlib.AbstractContextManager:
+        """``(offset, EncodedPairs)`` chunks: several tokenized ahead on a worker, or one tokenized now.
+
+        One call uses one encoder throughout (a ``max_length`` set meanwhile applies to later calls).
+        """
         chunk = self.tokenize_ahead_chunk
         if self.tokenizer_processes and len(pairs) > chunk:
-            pool = self.tokenizer_pool()
-            chunk = process_chunk_pairs(len(pairs), pool.processes, batch_size, chunk)
-            return TokenizeAhead(pool.encode, pairs, chunk, executor=pool.executor, depth=2 * pool.processes)
+            return self._pool_chunks(pairs, batch_size, chunk)
+        encode = functools.partial(self._encode_with, self._pair_encoder)
         if should_tokenize_ahead(self.tokenize_ahead, str(self.predictor.info.device), len(pairs), chunk):
-            return TokenizeAhead(self._encode, pairs, chunk)
-        return contextlib.nullcontext([(0, self._encode(pairs))])
+            return TokenizeAhead(encode, pairs, chunk)
+        return contextlib.nullcontext([(0, encode(pairs))])
+
+    @contextlib.contextmanager
+    def _pool_chunks(self, pairs: list[tuple[str, str]], batch_size: int, largest: int) -> Iterator[TokenizeAhead]:
+        """Chunks from the worker processes, holding a lease on the pool so close() cannot pull it away."""
+        pool = self._lease_pool()
+        try:
+            chunk = process_chunk_pairs(len(pairs), pool.processes, batch_size, largest)
+            with TokenizeAhead(pool.encode, pairs, chunk, executor=pool.executor, depth=2 * pool.processes) as ahead:
+                yield ahead
+        finally:
+            pool.release()
+
+    def _lease_pool(self) -> TokenizerProcesses:
+        while True:
+            pool = self.tokenizer_pool()
+            try:
+                pool.acquire()
+                return pool
+            except RuntimeError:  # retired by close() or a max_length change since: take the next one
+                continue
 
     def tokenizer_pool(self) -> TokenizerProcesses:
         """The tokenizer worker processes (``tokenizer_processes`` of them), started on first use."""
@@ -302,12 +335,16 @@ class CrossEncoder:
                 yield offset + indices, batch
 
     def _stop_pool(self) -> None:
+        """Retire the pool: new calls start another; calls using it finish first, then it closes."""
         if self._pool_finalizer is not None:
-            self._pool_finalizer()  # closes the pool once and unregisters itself
+            self._pool_finalizer.detach()
+        if self._tokenizer_pool is not None:
+            self._tokenizer_pool.retire()
         self._tokenizer_pool, self._pool_finalizer = None, None
 
     def close(self) -> None:
-        """Stop the tokenizer worker processes, if any (a later call starts them again)."""
+        """Stop the tokenizer worker processes, if any, once calls using them finish (a later call
+        starts new ones)."""
         with self._pool_lock:
             self._stop_pool()
 
@@ -317,9 +354,13 @@ class CrossEncoder:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _encode(self, pairs: list[tuple[str, str]]) -> EncodedPairs:
+    def tokenize_pairs(self, pairs: list[tuple[str, str]]) -> EncodedPairs:
+        """Token ids of ``pairs`` exactly as this CrossEncoder scores them (in-process, current max_length)."""
+        return self._encode_with(self._pair_encoder, normalize_pairs(pairs)[0])
+
+    def _encode_with(self, encoder: PairEncoder, pairs: list[tuple[str, str]]) -> EncodedPairs:
         with self._tokenizer_lock:
-            return self._pair_encoder.encode(pairs, self.uses_token_type_ids)
+            return encoder.encode(pairs, self.uses_token_type_ids)
 
     def _run_batches(self, batches, stats: PaddingStats) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(indices, logits)``; backends with ``predict_many`` keep several batches in flight."""
@@ -347,9 +388,10 @@ class CrossEncoder:
             raise RuntimeError(f"{self.backend} predict_many returned {len(pending)} batch(es) too few")
 
     def _checked_rows(self, indices: np.ndarray, batch_logits: np.ndarray) -> np.ndarray:
-        if batch_logits.shape[0] != len(indices):
+        if batch_logits.shape != (len(indices), self.num_labels):
             raise RuntimeError(
-                f"{self.backend} returned {batch_logits.shape[0]} rows of logits for a batch of {len(indices)} pairs"
+                f"{self.backend} returned logits of shape {tuple(batch_logits.shape)} for a batch of {len(indices)} "
+                f"pairs of a {self.num_labels}-label model"
             )
         return batch_logits
 

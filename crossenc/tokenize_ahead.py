@@ -62,9 +62,15 @@ class TokenizeAhead:
         self._offsets = list(range(0, len(pairs), chunk_pairs))
         self._own_worker = executor is None
         self._worker = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="crossenc-tokenize")
-        self._ahead: collections.deque[Future] = collections.deque(self._submit(o) for o in self._offsets[:depth])
+        self._ahead: collections.deque[Future] = collections.deque()
         self._next = min(depth, len(self._offsets))  # index of the next chunk to submit
         self._closed = False
+        try:
+            for offset in self._offsets[:depth]:
+                self._ahead.append(self._submit(offset))
+        except BaseException:
+            self.close()  # a refused submit must not leave the chunks already queued running for nobody
+            raise
 
     def _submit(self, offset: int) -> Future:
         return self._worker.submit(self._tokenize, self._pairs[offset : offset + self._chunk])

@@ -16,6 +16,7 @@ import functools
 import multiprocessing
 import os
 import pickle
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
@@ -58,7 +59,12 @@ def check_processes(processes: int | None) -> int | None:
 
 
 class TokenizerProcesses:
-    """A pool of ``processes`` tokenizer workers; :attr:`encode` is the picklable chunk function to submit."""
+    """A pool of ``processes`` tokenizer workers; :attr:`encode` is the picklable chunk function to submit.
+
+    Calls that use it hold a lease (:meth:`acquire` / :meth:`release`); :meth:`retire` stops new
+    leases and closes the pool when the last one is released, so replacing or closing a pool
+    never pulls it from under a call in progress.
+    """
 
     def __init__(self, encoder: PairEncoder, processes: int, use_token_type_ids: bool, rust_threads: int = 1) -> None:
         if processes <= 0:
@@ -72,11 +78,38 @@ class TokenizerProcesses:
         )
         self.encode = functools.partial(_encode_in_worker, use_token_type_ids=use_token_type_ids)
         self.closed = False
+        self._users = 0
+        self._retired = False
+        self._lease_lock = threading.Lock()
 
     @property
     def usable(self) -> bool:
-        """False once closed, or once a worker died (killed, out of memory): the executor then refuses all work."""
-        return not self.closed and not getattr(self.executor, "_broken", False)
+        """False once retired or closed, or once a worker died (killed, out of memory): the executor
+        then refuses all work."""
+        return not self._retired and not self.closed and not getattr(self.executor, "_broken", False)
+
+    def acquire(self) -> None:
+        """Lease the pool for one call; RuntimeError if it was retired or closed meanwhile."""
+        with self._lease_lock:
+            if self._retired or self.closed:
+                raise RuntimeError("tokenizer pool was retired")
+            self._users += 1
+
+    def release(self) -> None:
+        """End a lease; the last one of a retired pool closes it."""
+        with self._lease_lock:
+            self._users -= 1
+            last = self._retired and self._users == 0
+        if last:
+            self.close()
+
+    def retire(self) -> None:
+        """No new leases; close now if nobody holds one, else when the last lease ends."""
+        with self._lease_lock:
+            self._retired = True
+            idle = self._users == 0
+        if idle:
+            self.close()
 
     def warm_up(self) -> None:
         """Start every worker now (spawning costs ~1 s each) instead of on the first call."""

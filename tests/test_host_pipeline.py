@@ -196,10 +196,11 @@ def test_pretokenized_scorer_tokenizes_each_list_once(tiny_model, pairs):
     np.testing.assert_array_equal(first, again)
 
 
-def test_backend_returning_wrong_row_count_is_an_error(tiny_model, pairs, monkeypatch):
+@pytest.mark.parametrize("shape", [(1, 1), (8, 3)])
+def test_backend_returning_wrong_shape_is_an_error(tiny_model, pairs, monkeypatch, shape):
     encoder = CrossEncoder(str(tiny_model), variant="sdpa")
-    monkeypatch.setattr(encoder.predictor, "predict_many", lambda batches: (np.zeros((1, 1)) for _ in batches))
-    with pytest.raises(RuntimeError, match="rows of logits"):
+    monkeypatch.setattr(encoder.predictor, "predict_many", lambda batches: (np.zeros(shape) for _ in batches))
+    with pytest.raises(RuntimeError, match=r"logits of shape .* for a batch of 8 pairs of a 1-label model"):
         encoder.predict(pairs, batch_size=8)
 
 
@@ -298,3 +299,52 @@ def test_worker_chunks_keep_every_worker_busy_in_whole_batches():
     assert process_chunk_pairs(10_000, 14, 256, 2048) == 512  # ~2 per worker, rounded up to whole batches
     assert process_chunk_pairs(10_000, 2, 256, 2048) == 2048  # capped by the tokenize-ahead chunk
     assert process_chunk_pairs(100, 14, 32, 2048) == 32  # never under one batch
+
+
+def _on_first_batch(encoder: CrossEncoder, action) -> None:
+    """Run ``action`` once, after the first batch of the next call is scored (mid-call, deterministically)."""
+    original = encoder.predictor.predict_many
+
+    def predict_many(batches):
+        for index, logits in enumerate(original(batches)):
+            if index == 0:
+                action()
+            yield logits
+
+    encoder.predictor.predict_many = predict_many
+
+
+@pytest.mark.parametrize("processes", [None, 1])
+def test_a_call_keeps_its_encoder_when_max_length_changes_midway(tiny_model, processes):
+    """Every pair of one call is truncated alike; the new length applies from the next call."""
+    long_pairs = [(f"query {i}", "many words here " * 20) for i in range(40)]
+    encoder = CrossEncoder(str(tiny_model), tokenize_ahead=True, tokenizer_processes=processes)
+    encoder.tokenize_ahead_chunk = 8
+    expected_full = encoder.predict(long_pairs, batch_size=8, activation_fn=IDENTITY)
+    _on_first_batch(encoder, lambda: setattr(encoder, "max_length", 16))
+    during = encoder.predict(long_pairs, batch_size=8, activation_fn=IDENTITY)
+    np.testing.assert_allclose(during, expected_full, atol=1e-6)
+    after = encoder.predict(long_pairs, batch_size=8, activation_fn=IDENTITY)
+    assert np.abs(after - expected_full).min() > 1e-5, "max_length=16 should change every long pair"
+    encoder.close()
+
+
+def test_close_during_a_pooled_call_lets_it_finish(tiny_model, pairs):
+    encoder = CrossEncoder(str(tiny_model), tokenizer_processes=1)
+    encoder.tokenize_ahead_chunk = 8
+    expected = CrossEncoder(str(tiny_model), tokenize_ahead=False).predict(pairs, activation_fn=IDENTITY)
+    first_pool = encoder.tokenizer_pool()
+    _on_first_batch(encoder, encoder.close)
+    np.testing.assert_allclose(encoder.predict(pairs, batch_size=8, activation_fn=IDENTITY), expected, atol=1e-6)
+    assert first_pool.closed, "the retired pool closes when its last call ends"
+    np.testing.assert_allclose(encoder.predict(pairs, batch_size=8, activation_fn=IDENTITY), expected, atol=1e-6)
+    assert encoder.tokenizer_pool() is not first_pool
+    encoder.close()
+
+
+def test_max_length_below_the_special_tokens_is_refused(tiny_model):
+    with pytest.raises(ValueError, match="no room for a pair's 3 special tokens"):
+        CrossEncoder(str(tiny_model), max_length=2)
+    encoder = CrossEncoder(str(tiny_model))
+    with pytest.raises(ValueError, match="special tokens"):
+        encoder.max_seq_length = 1

@@ -185,7 +185,7 @@ def pretokenized_scorer(path: Path, variant: str, options: dict, batch_size: int
 
     def score(pairs: list) -> np.ndarray:
         if id(pairs) not in encodings:
-            encodings[id(pairs)] = (pairs, encoder._encode(pairs))  # keeps ``pairs`` alive: its id stays unique
+            encodings[id(pairs)] = (pairs, encoder.tokenize_pairs(pairs))  # keeps ``pairs`` alive: its id stays unique
         encoded = encodings[id(pairs)][1]
         logits = np.zeros((len(pairs), encoder.num_labels), dtype=np.float32)
         batches = encoder._batches([(0, encoded)], batch_size)
