@@ -132,6 +132,17 @@ def test_in_flight_option(tiny_model, pairs, variant):
         CrossEncoder(str(tiny_model), variant=variant, backend_kwargs={"in_flight": 0})
 
 
+@pytest.mark.parametrize("variant", ["sdpa", "packed"])
+def test_pin_inputs_option(tiny_model, pairs, variant):
+    """Accepted and reported; on a CPU device it changes nothing (pinning only applies to CUDA copies)."""
+    plain = CrossEncoder(str(tiny_model), variant=variant).predict(pairs, activation_fn=IDENTITY)
+    pinned = CrossEncoder(str(tiny_model), variant=variant, backend_kwargs={"pin_inputs": True})
+    assert pinned.info()["details"]["pin_inputs"] is True
+    np.testing.assert_array_equal(pinned.predict(pairs, activation_fn=IDENTITY), plain)
+    with pytest.raises(ValueError, match="pin_inputs='yes'"):
+        CrossEncoder(str(tiny_model), variant=variant, backend_kwargs={"pin_inputs": "yes"})
+
+
 def test_run_in_flight_keeps_order_on_cpu():
     batches = [torch.full((rows, 1), float(rows)) for rows in (3, 1, 2)]
     got = list(run_in_flight(lambda batch: batch, batches, torch.device("cpu"), depth=2))
@@ -183,6 +194,18 @@ def test_run_in_flight_on_cuda_with_a_reused_output_buffer():  # pragma: no cove
     got = list(run_in_flight(launch, batches, device, depth=3))
     for batch, array in zip(batches, got):
         np.testing.assert_array_equal(array, (batch * 2).cpu().numpy())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_pinned_copies_keep_their_values_when_the_host_array_is_reused():  # pragma: no cover - GPU machines only
+    from crossenc.backends.in_flight import to_device
+
+    device, host = torch.device("cuda"), np.zeros(1 << 20, dtype=np.int64)
+    copies = []
+    for value in range(8):  # the pinned blocks are freed at once and recycled only after their copies
+        host[:] = value
+        copies.append(to_device(host, device, pin=True))
+    assert [int(copy[0]) for copy in copies] == list(range(8))
 
 
 def test_pretokenized_scorer_tokenizes_each_list_once(tiny_model, pairs):

@@ -26,6 +26,30 @@ Pending = Callable[[], np.ndarray]  # waits for one batch's copy, returns its ho
 StartCopy = Callable[[torch.Tensor], Pending]
 
 
+def check_pin(value: object) -> bool:
+    """``pin_inputs`` option: True or False."""
+    if not isinstance(value, bool):
+        raise ValueError(f"pin_inputs={value!r}; expected True or False")
+    return value
+
+
+def host_tensor(array: np.ndarray, pin: bool) -> torch.Tensor:
+    """``array`` as a CPU tensor, copied into pinned memory when ``pin``.
+
+    CUDA finishes the stream's earlier work before a copy from pageable memory, so the next
+    batch cannot be queued behind the running one; from pinned memory the copy is queued too.
+    torch's caching host allocator records the copy's event and reuses the pinned block only
+    after it, so the tensor may be dropped right after the non-blocking copy is issued.
+    """
+    tensor = torch.from_numpy(array)
+    return tensor.pin_memory() if pin else tensor
+
+
+def to_device(array: np.ndarray, device: torch.device, pin: bool = False) -> torch.Tensor:
+    """``array`` on ``device`` (non-blocking; through pinned memory when ``pin`` and ``device`` is CUDA)."""
+    return host_tensor(array, pin and device.type == "cuda").to(device, non_blocking=True)
+
+
 def check_depth(value: object) -> int:
     """``in_flight`` option: a positive number of batches queued on the device."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:

@@ -4,6 +4,8 @@ Options (``backend_kwargs``): ``in_flight`` (1) batches queued on a CUDA device 
 one's logits are read (see :mod:`crossenc.backends.in_flight`); 1 until measured faster on a GPU.
 ``first_token`` (True except for ``eager``, the plain Hugging Face reference): run the last layer
 for the first token only (:mod:`crossenc.exporters.first_token`; BERT/RoBERTa/XLM-R, exact).
+``pin_inputs`` (False) copy inputs to a CUDA device through pinned memory, so a queued batch's copy
+does not wait for the running one (:func:`crossenc.backends.in_flight.host_tensor`).
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ import numpy as np
 import torch
 
 from crossenc.backends import LoadRequest
-from crossenc.backends.in_flight import DEFAULT_IN_FLIGHT, InFlightPredictions, check_depth
+from crossenc.backends.in_flight import DEFAULT_IN_FLIGHT, InFlightPredictions, check_depth, check_pin, to_device
 from crossenc.exporters.first_token import first_token_model, last_layer_note
 from crossenc.hardware import has_cpu_bf16, physical_cores
 from crossenc.optional import require
 from crossenc.predictor import PredictorInfo, TokenBatch
 
-KNOWN_OPTIONS = frozenset({"in_flight", "first_token"})
+KNOWN_OPTIONS = frozenset({"in_flight", "first_token", "pin_inputs"})
 COMPILE_BUCKET_STEP = 16  # torch.compile pads lengths to multiples of this: few shapes, no recompile storms
 _threads_lock = threading.Lock()
 
@@ -45,9 +47,11 @@ class TorchPredictor(InFlightPredictions):
         autocast_dtype: torch.dtype | None = None,
         in_flight: int = 1,
         hf_model: torch.nn.Module | None = None,
+        pin_inputs: bool = False,
     ) -> None:
         self.module = module
         self.hf_model = hf_model  # the Hugging Face model whose weights ``module`` runs
+        self.pin_inputs = pin_inputs
         self.info = info
         self.device = torch.device(info.device)
         self.autocast_dtype = autocast_dtype
@@ -59,12 +63,12 @@ class TorchPredictor(InFlightPredictions):
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
     def _inputs(self, batch: TokenBatch) -> dict[str, torch.Tensor]:
-        inputs = {"input_ids": torch.from_numpy(batch.input_ids).to(self.device, non_blocking=True)}
+        inputs = {"input_ids": to_device(batch.input_ids, self.device, self.pin_inputs)}
         # A batch with no padding needs no mask; SDPA then takes its unmasked kernel.
         if int(batch.lengths.min()) < batch.padded_length or self.info.bucket_lengths:
-            inputs["attention_mask"] = torch.from_numpy(batch.attention_mask).to(self.device, non_blocking=True)
+            inputs["attention_mask"] = to_device(batch.attention_mask, self.device, self.pin_inputs)
         if batch.token_type_ids is not None:
-            inputs["token_type_ids"] = torch.from_numpy(batch.token_type_ids).to(self.device, non_blocking=True)
+            inputs["token_type_ids"] = to_device(batch.token_type_ids, self.device, self.pin_inputs)
         return inputs
 
     def _launch(self, batch: TokenBatch) -> torch.Tensor:
@@ -149,6 +153,8 @@ def load(request: LoadRequest) -> TorchPredictor:
         details["compile"] = "inductor, dynamic batch and length, lengths bucketed by %d" % COMPILE_BUCKET_STEP
     in_flight = check_depth(request.options.get("in_flight", DEFAULT_IN_FLIGHT))
     details["in_flight"] = in_flight
+    pin_inputs = check_pin(request.options.get("pin_inputs", False))
+    details["pin_inputs"] = pin_inputs
     info = PredictorInfo(
         backend="torch",
         variant=variant,
@@ -161,7 +167,9 @@ def load(request: LoadRequest) -> TorchPredictor:
         thread_safe=variant not in ("compile", "int8"),
         details=details,
     )
-    predictor = TorchPredictor(module, info, autocast_dtype=autocast_dtype, in_flight=in_flight, hf_model=model)
+    predictor = TorchPredictor(
+        module, info, autocast_dtype=autocast_dtype, in_flight=in_flight, hf_model=model, pin_inputs=pin_inputs
+    )
     if bucket_lengths:
         _warm_up(predictor, bucket_lengths)
     return predictor

@@ -23,8 +23,8 @@ rewritten with them. A row that fails records its error string instead of stoppi
 Rows: crossenc torch sdpa fp32 (the score reference), sentence-transformers CrossEncoder fp16 at
 batch 32 and 128, the host's tokenization alone (the in-process ceiling), packed-fp16 + Triton +
 CUDA graphs with 1 or 2 batches in flight, with tokenizer worker processes, pre-tokenized (the
-device-side ceiling) and without tokenize-ahead, crossenc sdpa fp16 (1 or 2 in flight) and bf16,
-packed-fp16 with and without Triton kernels and CUDA graphs, packed-bf16, packed fp32, a Triton
+device-side ceiling), with inputs copied through pinned memory, and without tokenize-ahead,
+crossenc sdpa fp16 (1 or 2 in flight) and bf16, packed-fp16 with and without Triton kernels and CUDA graphs, packed-bf16, packed fp32, a Triton
 kernel self-check, ONNX Runtime CUDA fp16. crossenc rows on CUDA tokenize ahead (chunks of 2048
 pairs) unless the row says otherwise.
 Throughput: one warm-up pass over each pair set, then ``--reps`` timed passes, median.
@@ -275,6 +275,7 @@ def row_plan(path: Path) -> list[tuple[str, Callable[[], tuple[Scorer, dict]] | 
     graphs = {"cuda_graphs": True, "graph_max_tokens": PACKED_MAX_TOKENS}
     triton_graphs = {"use_triton": True, **graphs}
     queued = {**triton_graphs, "in_flight": 2}
+    pinned = {**queued, "pin_inputs": True}
 
     def fields(base: dict, **extra) -> dict:
         return {**base, **extra}
@@ -293,6 +294,14 @@ def row_plan(path: Path) -> list[tuple[str, Callable[[], tuple[Scorer, dict]] | 
         ("crossenc packed-fp16 + triton + graphs + in_flight 2, pre-tokenized",
          lambda: pretokenized_scorer(path, "packed-fp16", queued, CROSSENC_BATCH, PACKED_MAX_TOKENS),
          fields(packed, in_flight=2, pretokenized=True)),
+        ("crossenc packed-fp16 + triton + graphs + in_flight 2 + pinned inputs, pre-tokenized",
+         lambda: pretokenized_scorer(path, "packed-fp16", pinned, CROSSENC_BATCH, PACKED_MAX_TOKENS),
+         fields(packed, in_flight=2, pin_inputs=True, pretokenized=True)),
+        (f"crossenc packed-fp16 + triton + graphs + in_flight 2 + pinned inputs, {TOKENIZER_PROCESSES} "
+         "tokenizer processes",
+         lambda: crossenc_scorer(path, "packed-fp16", pinned, CROSSENC_BATCH, PACKED_MAX_TOKENS,
+                                 tokenizer_processes=TOKENIZER_PROCESSES),
+         fields(packed, in_flight=2, pin_inputs=True, tokenizer_processes=TOKENIZER_PROCESSES)),
         ("crossenc packed-fp16 + triton + graphs, tokenize_ahead off",
          lambda: crossenc_scorer(path, "packed-fp16", triton_graphs, CROSSENC_BATCH, PACKED_MAX_TOKENS,
                                  tokenize_ahead=False), fields(packed, tokenize_ahead=False)),

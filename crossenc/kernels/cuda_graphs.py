@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from crossenc.backends.in_flight import host_tensor
 from crossenc.kernels.attention import VarlenBatch
 from crossenc.kernels.packed_model import PackedEncoder
 from crossenc.kernels.packing import PackedTokens
@@ -55,6 +56,7 @@ class CudaGraphRunner:
         buckets: tuple[int, ...],
         pad_token_id: int,
         pad_position: int,
+        pin_inputs: bool = False,
     ) -> None:
         if not encoder.ops.attention.graph_safe:
             raise ValueError(f"attention {encoder.ops.attention.name!r} reads host lengths; it cannot run in a graph")
@@ -62,6 +64,7 @@ class CudaGraphRunner:
         self.max_seqlen, self.max_batch, self.buckets = max_seqlen, max_batch, buckets
         self.max_sequences = max_batch + math.ceil(buckets[-1] / max_seqlen) + 1
         self.pad_token_id, self.pad_position = pad_token_id, pad_position
+        self.pin_inputs = pin_inputs
         self.graphs: dict[int, _Graph] = {}
         self.pool = None
         self.disabled_reason: str | None = None
@@ -82,7 +85,8 @@ class CudaGraphRunner:
         if entry is None:
             return None
         for name, array in self._host_inputs(tokens, bucket).items():
-            entry.inputs[name].copy_(torch.from_numpy(array), non_blocking=True)  # stream-ordered after earlier replays
+            # stream-ordered after earlier replays; from pinned memory it is queued, not waited for
+            entry.inputs[name].copy_(host_tensor(array, self.pin_inputs), non_blocking=True)
         entry.graph.replay()
         return entry.logits[: len(tokens.lengths)]
 

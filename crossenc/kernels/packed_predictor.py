@@ -9,7 +9,8 @@ and runs :class:`~crossenc.kernels.packed_model.PackedEncoder` on the real token
 ``cuda_graphs`` (False) replay one CUDA graph per token bucket; ``attention`` (None) force an
 implementation from ``crossenc.kernels.attention.ATTENTION``; ``graph_max_tokens`` (32768)
 largest graph bucket; ``graph_max_batch`` (256) most sequences per graph batch; ``in_flight`` (1)
-batches queued on the GPU before the oldest one's logits are read (:mod:`crossenc.backends.in_flight`).
+batches queued on the GPU before the oldest one's logits are read (:mod:`crossenc.backends.in_flight`);
+``pin_inputs`` (False) copy inputs to the GPU through pinned memory (:func:`~crossenc.backends.in_flight.host_tensor`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from crossenc.backends import LoadRequest
-from crossenc.backends.in_flight import DEFAULT_IN_FLIGHT, InFlightPredictions, check_depth
+from crossenc.backends.in_flight import DEFAULT_IN_FLIGHT, InFlightPredictions, check_depth, check_pin, to_device
 from crossenc.hardware import has_cpu_bf16
 from crossenc.kernels.attention import AttentionChoice, VarlenBatch, select_attention
 from crossenc.kernels.cuda_graphs import CudaGraphRunner, token_buckets
@@ -42,6 +43,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "graph_max_tokens": 32768,
     "graph_max_batch": 256,
     "in_flight": DEFAULT_IN_FLIGHT,
+    "pin_inputs": False,
 }
 
 
@@ -56,6 +58,7 @@ class PackedPredictor(InFlightPredictions):
         pad_token_id: int,
         graphs: CudaGraphRunner | None = None,
         in_flight: int = 1,
+        pin_inputs: bool = False,
     ) -> None:
         self.encoder = encoder
         self.info = info
@@ -64,6 +67,7 @@ class PackedPredictor(InFlightPredictions):
         self.pad_token_id = pad_token_id
         self.graphs = graphs
         self.in_flight = in_flight
+        self.pin_inputs = pin_inputs
 
     def _launch(self, batch: TokenBatch | PackedTokenBatch) -> torch.Tensor:
         tokens = pack_batch(batch, self.position_style, self.pad_token_id)
@@ -79,12 +83,12 @@ class PackedPredictor(InFlightPredictions):
         return self._launch(batch).float().cpu().numpy()
 
     def _eager(self, tokens: PackedTokens) -> torch.Tensor:
-        def to_device(array: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(array).to(self.device, non_blocking=True)
+        def on_device(array: np.ndarray) -> torch.Tensor:
+            return to_device(array, self.device, self.pin_inputs)
 
-        varlen = VarlenBatch(to_device(tokens.cu_seqlens), tokens.max_seqlen, tokens.lengths)
-        first_index = to_device(tokens.cu_seqlens[:-1].astype(np.int64))
-        ids, types, positions = (to_device(a) for a in (tokens.input_ids, tokens.token_type_ids, tokens.position_ids))
+        varlen = VarlenBatch(on_device(tokens.cu_seqlens), tokens.max_seqlen, tokens.lengths)
+        first_index = on_device(tokens.cu_seqlens[:-1].astype(np.int64))
+        ids, types, positions = (on_device(a) for a in (tokens.input_ids, tokens.token_type_ids, tokens.position_ids))
         return self.encoder(ids, types, positions, varlen, first_index)
 
 
@@ -97,6 +101,7 @@ def _parse_options(options: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(parsed[name], int) or parsed[name] <= 0:
             raise ValueError(f"{name} must be a positive integer, got {parsed[name]!r}")
     check_depth(parsed["in_flight"])
+    check_pin(parsed["pin_inputs"])
     return parsed
 
 
@@ -154,6 +159,7 @@ def _graph_runner(
         buckets=buckets,
         pad_token_id=pad_token_id,
         pad_position=pad_token_id if position_style == "padding_offset" else 0,
+        pin_inputs=options["pin_inputs"],
     )
     return runner, f"on: lazy capture per token bucket {list(buckets)}, up to {options['graph_max_batch']} sequences"
 
@@ -183,6 +189,7 @@ def load_packed(request: LoadRequest) -> PackedPredictor:
         "triton": triton_note,
         "cuda_graphs": graph_status,
         "in_flight": options["in_flight"],
+        "pin_inputs": options["pin_inputs"],
         "torch": torch.__version__,
     }
     if device.type == "cpu":
@@ -199,4 +206,6 @@ def load_packed(request: LoadRequest) -> PackedPredictor:
         thread_safe=graphs is None,
         details=details,
     )
-    return PackedPredictor(encoder, info, architecture.position_style, pad_token_id, graphs, options["in_flight"])
+    return PackedPredictor(
+        encoder, info, architecture.position_style, pad_token_id, graphs, options["in_flight"], options["pin_inputs"]
+    )
