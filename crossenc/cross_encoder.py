@@ -94,7 +94,7 @@ class CrossEncoder:
         num_labels: int | None = None,
         max_length: int | None = None,
         activation_fn: Callable | None = None,
-        device: str | None = None,
+        device: str | int | torch.device | None = None,
         backend: str = "torch",
         variant: str | None = None,
         *,
@@ -203,7 +203,7 @@ class CrossEncoder:
             self.tokenizer.model_max_length = value
             self._pair_encoder = PairEncoder(self.tokenizer, value)
             self._max_length = value
-            self._stop_pool()  # the workers hold the old encoder; the next call starts new ones
+            self._retire_pool()  # the workers hold the old encoder; the next call starts new ones
 
     @property
     def max_seq_length(self) -> int:
@@ -251,7 +251,8 @@ class CrossEncoder:
         if max_length < specials:
             raise ValueError(
                 f"max_length={max_length} leaves no room for a pair's {specials} special tokens; "
-                f"the tokenizer would then not truncate at all. Use max_length >= {specials + 2}"
+                f"the tokenizer would then not truncate at all. Use max_length > {specials} "
+                f"(each pair keeps max_length - {specials} tokens of text)"
             )
         return max_length
 
@@ -315,7 +316,7 @@ class CrossEncoder:
             raise RuntimeError("this CrossEncoder tokenizes in-process (tokenizer_processes is None or 0)")
         with self._pool_lock:
             if self._tokenizer_pool is not None and not self._tokenizer_pool.usable:
-                self._stop_pool()  # closed, or a worker died during an earlier call (which raised): start afresh
+                self._retire_pool()  # closed, or a worker died during an earlier call (which raised): start afresh
             if self._tokenizer_pool is None:
                 pool = TokenizerProcesses(self._pair_encoder, self.tokenizer_processes, self.uses_token_type_ids)
                 self._pool_finalizer = weakref.finalize(self, pool.close)
@@ -334,7 +335,7 @@ class CrossEncoder:
             ):
                 yield offset + indices, batch
 
-    def _stop_pool(self) -> None:
+    def _retire_pool(self) -> None:
         """Retire the pool: new calls start another; calls using it finish first, then it closes."""
         if self._pool_finalizer is not None:
             self._pool_finalizer.detach()
@@ -346,7 +347,7 @@ class CrossEncoder:
         """Stop the tokenizer worker processes, if any, once calls using them finish (a later call
         starts new ones)."""
         with self._pool_lock:
-            self._stop_pool()
+            self._retire_pool()
 
     def __enter__(self) -> "CrossEncoder":
         return self
@@ -355,8 +356,13 @@ class CrossEncoder:
         self.close()
 
     def tokenize_pairs(self, pairs: list[tuple[str, str]]) -> EncodedPairs:
-        """Token ids of ``pairs`` exactly as this CrossEncoder scores them (in-process, current max_length)."""
-        return self._encode_with(self._pair_encoder, normalize_pairs(pairs)[0])
+        """Token ids of ``pairs`` exactly as ``predict(pairs)`` scores them: the default prompt (if any)
+        prepended to each query, the current max_length; tokenized in this process."""
+        query_prompt = resolve_prompt(self.prompts, self.default_prompt_name, None, None)
+        clean = normalize_pairs(pairs)[0]
+        if query_prompt:
+            clean = [(query_prompt + query, document) for query, document in clean]
+        return self._encode_with(self._pair_encoder, clean)
 
     def _encode_with(self, encoder: PairEncoder, pairs: list[tuple[str, str]]) -> EncodedPairs:
         with self._tokenizer_lock:

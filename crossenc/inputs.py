@@ -70,6 +70,13 @@ def normalize_pairs(sentences: Any) -> tuple[list[Pair], bool]:
     return [_check_pair(pair, f"pairs[{index}]") for index, pair in enumerate(sentences)], False
 
 
+def check_flag(name: str, value: Any) -> bool:
+    """A True/False option; a string such as "false" would otherwise read as True."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}={value!r}; expected True or False")
+    return bool(value)
+
+
 def check_positive(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-logger = logging.getLogger("crossenc")
+from crossenc.inputs import InputTypeError
+
+logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -173,14 +175,14 @@ def read_saved_settings(model_dir: Path) -> SavedSettings:
 
 
 def merge_prompts(
-    prompts: Mapping[str, str] | None, default_prompt_name: str | None, saved: SavedSettings
+    prompts: Mapping[str, str | None] | None, default_prompt_name: str | None, saved: SavedSettings
 ) -> tuple[dict[str, str], str | None]:
     """Given prompts win over saved ones, key by key; the default prompt name must be one of them."""
     if prompts is not None and not (
         isinstance(prompts, Mapping)
         and all(isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in prompts.items())
     ):
-        raise TypeError(f"prompts must be a dict of str -> str, got {prompts!r:.100}")
+        raise InputTypeError(f"prompts must be a dict of str -> str, got {prompts!r:.100}")
     given = {name: text for name, text in (prompts or {}).items() if text is not None}  # None: saved, else ""
     merged = {**{name: "" for name in prompts or {}}, **saved.prompts, **given}
     default = default_prompt_name if default_prompt_name is not None else saved.default_prompt_name
@@ -195,15 +197,16 @@ def resolve_prompt(
     """The prompt to prepend to each query: ``prompt`` > ``prompts[prompt_name]`` > the default prompt."""
     if prompt is not None:
         if not isinstance(prompt, str):
-            raise TypeError(f"prompt must be a str or None, got {type(prompt).__name__} {prompt!r:.60}")
+            raise InputTypeError(f"prompt must be a str or None, got {type(prompt).__name__} {prompt!r:.60}")
         if prompt_name is not None:
             logger.warning("both prompt and prompt_name given; using prompt")
         return prompt
     if prompt_name is not None:
         if not isinstance(prompt_name, str):
-            raise TypeError(
+            raise InputTypeError(
                 f"prompt_name must be a str or None, got {type(prompt_name).__name__} {prompt_name!r:.60} "
-                "(sentence-transformers 6 order: predict(inputs, prompt_name, prompt, batch_size, ...); "
+                "(sentence-transformers 6 order: predict(inputs, prompt_name, prompt, batch_size, ...) and "
+                "rank(query, documents, top_k, return_documents, prompt_name, prompt, batch_size, ...); "
                 "pass batch_size by keyword)"
             )
         if prompt_name not in prompts:

@@ -231,6 +231,8 @@ def test_unverified_folder_is_refused_unless_allowed(tiny_model, tmp_path):
         _onnx(skipped)
     with pytest.warns(UnverifiedArtifactWarning, match="verification was skipped"):
         _onnx(skipped, backend_kwargs={"allow_unverified": True})
+    with pytest.raises(ValueError, match="allow_unverified='false'; expected True or False"):
+        _onnx(skipped, backend_kwargs={"allow_unverified": "false"})  # a string must not read as True
 
 
 def test_backend_exports_into_cache_once(tiny_model, onnx_cache):

@@ -361,3 +361,20 @@ def test_trust_remote_code_off_by_default(tmp_path, tiny_model, tiny_encoder, pa
     assert not [name for name in sys.modules if "modeling_evil" in name]
     # auto_map ignored: the built-in BERT class runs the same weights, so the scores are the plain model's
     np.testing.assert_array_equal(encoder.predict(pairs), tiny_encoder.predict(pairs))
+
+
+def test_move_folder_is_claimed_whole(tmp_path):
+    """Of two movers of one folder, one gets all of it; the other finds nothing (no partial target)."""
+    from crossenc.exporters.base import move_folder
+
+    source = tmp_path / "export.failed"
+    source.mkdir()
+    for name in ("a.bin", "crossenc_manifest.json"):
+        (source / name).write_text(name)
+    move_folder(source, tmp_path / "export")
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["a.bin", "crossenc_manifest.json"]
+    assert not source.exists()
+    with pytest.raises(FileNotFoundError):
+        move_folder(source, tmp_path / "export")
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["a.bin", "crossenc_manifest.json"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no claim folders left

@@ -194,3 +194,12 @@ def test_devices_written_as_sentence_transformers_accepts_them(tiny_model, pairs
     ours = CrossEncoder(str(tiny_model), device="cpu:0")
     assert ours.device == "cpu"
     np.testing.assert_allclose(ours.predict(pairs[:2], device="cpu:0"), ours.predict(pairs[:2]), atol=0)
+
+
+def test_tokenize_pairs_is_what_predict_scores(tiny_model, pairs):
+    ours = CrossEncoder(str(tiny_model), device="cpu", prompts={"q": "query: "}, default_prompt_name="q")
+    plain = CrossEncoder(str(tiny_model), device="cpu")
+    prompted = plain.tokenize_pairs([("query: " + query, document) for query, document in pairs[:4]])
+    assert np.array_equal(ours.tokenize_pairs(pairs[:4]).ids, prompted.ids)
+    with pytest.raises(ValueError, match="batch_size by keyword"):  # a ValueError, as sentence-transformers raises
+        ours.rank("q", ["a", "b"], 2, False, 16)

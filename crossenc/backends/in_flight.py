@@ -26,13 +26,6 @@ Pending = Callable[[], np.ndarray]  # waits for one batch's copy, returns its ho
 StartCopy = Callable[[torch.Tensor], Pending]
 
 
-def check_pin(value: object) -> bool:
-    """``pin_inputs`` option: True or False."""
-    if not isinstance(value, bool):
-        raise ValueError(f"pin_inputs={value!r}; expected True or False")
-    return value
-
-
 def host_tensor(array: np.ndarray, pin: bool) -> torch.Tensor:
     """``array`` as a CPU tensor, copied into pinned memory when ``pin``.
 

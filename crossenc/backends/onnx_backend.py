@@ -23,6 +23,7 @@ import numpy as np
 from crossenc.backends import LoadRequest
 from crossenc.exporters.manifest import ArtifactIntegrityError, check_manifest, read_manifest
 from crossenc.hardware import physical_cores
+from crossenc.inputs import check_flag
 from crossenc.optional import require
 from crossenc.predictor import PredictorInfo, TokenBatch
 
@@ -204,7 +205,7 @@ def _cached_export(request: LoadRequest, variant: str) -> Path:
     folder = export_cache_dir(request.source, "onnx", variant)
     manifest = ensure_export(
         folder, config.to_dict(), lambda: export_onnx(request.source, config, output_dir=folder),
-        bool(request.options.get("allow_unverified")), f"ONNX export ({variant})",
+        check_flag("allow_unverified", request.options.get("allow_unverified", False)), f"ONNX export ({variant})",
     )
     return folder / manifest["export_config"]["file"]
 
@@ -278,7 +279,7 @@ def load(request: LoadRequest) -> OnnxPredictor:
         folder = path.parent
     if not path.is_file():
         raise ArtifactIntegrityError(f"{path} is named by the manifest in {folder} but missing; re-export the model")
-    allow_unverified = bool(request.options.get("allow_unverified"))
+    allow_unverified = check_flag("allow_unverified", request.options.get("allow_unverified", False))
     manifest = check_manifest(folder, allow_unverified=allow_unverified) if read_manifest(folder) is not None else None
     if manifest is not None and manifest.get("format") != "onnx":
         manifest = None

@@ -44,6 +44,7 @@ from crossenc.exporters.manifest import (
     check_manifest,
 )
 from crossenc.hardware import has_cpu_bf16
+from crossenc.inputs import check_flag
 from crossenc.optional import require
 from crossenc.predictor import PredictorInfo, TokenBatch
 
@@ -136,7 +137,7 @@ def cached_export(request: LoadRequest, variant: str) -> Path:
     folder = export_cache_dir(request.source, "openvino", config.variant)
     ensure_export(
         folder, config.to_dict(), lambda: export_openvino(request.source, config, output_dir=folder),
-        bool(request.options.get("allow_unverified")), f"OpenVINO export ({config.variant})",
+        check_flag("allow_unverified", request.options.get("allow_unverified", False)), f"OpenVINO export ({config.variant})",
     )
     return folder / IR_NAME
 
@@ -352,7 +353,7 @@ def load(request: LoadRequest) -> OpenVINOPredictor:
     xml_path = locate_ir(request, variant)
     if not xml_path.is_file():
         raise ArtifactIntegrityError(f"{xml_path} is missing; re-export the model")
-    manifest = check_integrity(xml_path, request.source.path, variant, bool(request.options.get("allow_unverified")))
+    manifest = check_integrity(xml_path, request.source.path, variant, check_flag("allow_unverified", request.options.get("allow_unverified", False)))
     precise = variant != "int8" and config["INFERENCE_PRECISION_HINT"] != "f32"  # int8: marking costs speed
     model = read_ir(core, xml_path, precise=precise)
     try:

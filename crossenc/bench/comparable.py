@@ -56,6 +56,7 @@ def refusals(baseline: dict[str, Any], current: dict[str, Any]) -> list[str]:
 
 
 def require_comparable(baseline: dict[str, Any], current: dict[str, Any], name: str = "the baseline") -> None:
+    """BaselineError naming every setting that makes the two runs incomparable (see :func:`refusals`)."""
     problems = refusals(baseline, current)
     if problems:
         raise BaselineError(f"cannot compare with {name}: " + "; ".join(problems))

@@ -40,6 +40,8 @@ class Regression:
 
 @dataclass
 class Comparison:
+    """What a regression check found: regressions, the rows compared, and warnings and notes to print."""
+
     regressions: list[Regression] = field(default_factory=list)
     compared: list[str] = field(default_factory=list)  # labels checked against the baseline
     warnings: list[str] = field(default_factory=list)  # machine / model / library differences

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,12 +52,17 @@ def failed_path(output_dir: str | os.PathLike) -> Path:
 
 
 def move_folder(source: Path, target: Path) -> None:
-    """Move ``source``'s contents to ``target`` through atomic_output_dir (an existing ``target`` is
-    replaced only once the move is complete) and remove ``source``. Both must be on one filesystem."""
-    with atomic_output_dir(target) as staging:
-        for child in source.iterdir():
-            os.replace(child, staging / child.name)
-    source.rmdir()
+    """Move ``source`` to ``target`` through atomic_output_dir (an existing ``target`` is replaced only
+    once the move is complete). ``source`` is first claimed whole by one rename, so of two processes
+    moving it at once one gets all of it and the other FileNotFoundError. One filesystem only."""
+    claimed = Path(tempfile.mkdtemp(prefix=f".{source.name}.claim-", dir=source.parent)) / source.name
+    try:
+        os.replace(source, claimed)
+        with atomic_output_dir(target) as staging:
+            for child in claimed.iterdir():
+                os.replace(child, staging / child.name)
+    finally:
+        shutil.rmtree(claimed.parent, ignore_errors=True)
 
 
 def write_export(

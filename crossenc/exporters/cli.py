@@ -43,7 +43,7 @@ def _run_with_verification(export: Callable[[], object]) -> int:
     try:
         result = export()
     except VerificationFailed as failure:
-        print(f"\n!!! VERIFICATION FAILED !!!\n{failure}\n{failure.report.summary()}", file=sys.stderr)
+        print(f"\n!!! VERIFICATION FAILED !!!\n{failure}", file=sys.stderr)
         return 1
     report = getattr(result, "report", None)
     status = report.summary() if report else "verification skipped (--no-verify)"

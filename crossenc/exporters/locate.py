@@ -74,8 +74,13 @@ def ensure_export(
             raise unverified_error(failed, kept, f"the {label} kept for inspection in",
                                    f"delete {failed} or change the export settings to export again")
         logger.warning("using the unverified %s from %s (allow_unverified=True)", label, failed)
-        move_folder(failed, folder)
-        manifest = read_manifest(folder) or {}
+        try:
+            move_folder(failed, folder)
+        except FileNotFoundError:  # another process claimed it first and moves it in
+            pass
+        manifest = read_manifest(folder)
+        if manifest is None:
+            raise RuntimeError(f"{failed} is being moved into {folder} by another process; load again")
     if not manifest.get("verified") and not allow_unverified:
         raise unverified_error(folder, manifest, f"the cached {label}", "delete it to re-export")
     return manifest

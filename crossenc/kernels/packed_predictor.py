@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 from crossenc.backends import LoadRequest
-from crossenc.backends.in_flight import DEFAULT_IN_FLIGHT, InFlightPredictions, check_depth, check_pin, to_device
+from crossenc.backends.in_flight import DEFAULT_IN_FLIGHT, InFlightPredictions, check_depth, to_device
 from crossenc.hardware import has_cpu_bf16
+from crossenc.inputs import check_flag
 from crossenc.kernels.attention import AttentionChoice, VarlenBatch, select_attention
 from crossenc.kernels.cuda_graphs import CudaGraphRunner, token_buckets
 from crossenc.kernels.ops import PackedOps, torch_ops, triton_ops
@@ -101,7 +102,7 @@ def _parse_options(options: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(parsed[name], int) or parsed[name] <= 0:
             raise ValueError(f"{name} must be a positive integer, got {parsed[name]!r}")
     check_depth(parsed["in_flight"])
-    check_pin(parsed["pin_inputs"])
+    check_flag("pin_inputs", parsed["pin_inputs"])
     return parsed
 
 
