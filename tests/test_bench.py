@@ -166,6 +166,8 @@ def test_compare_quality_failures_and_missing_rows():
     assert comparison.regressions == [] and comparison.compared == ["torch sdpa"]
     assert comparison.notes == ["onnx int8: not measured in this run (skipped)",
                                 "openvino int8: no baseline figures (not checked)"]
+    (missing,) = compare_results(baseline, partial, require_all=True).regressions  # e.g. onnxruntime uninstalled
+    assert missing.describe() == "onnx int8: status: not measured in this run"
 
 
 def test_compare_with_zero_baseline_figures():

@@ -159,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
     if baseline is None:
         return 0
     try:
-        comparison = compare_results(baseline, result, args.max_regression, args.max_quality_drop)
+        comparison = compare_results(baseline, result, args.max_regression, args.max_quality_drop,
+                                     require_all=not args.variants)  # all variants asked: a missing one fails
     except BaselineError as error:
         print(f"error: {error} ({args.compare})", file=sys.stderr)
         return 2

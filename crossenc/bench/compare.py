@@ -88,11 +88,16 @@ def _check_row(old: dict[str, Any], new: dict[str, Any], anchor: str, max_regres
 
 
 def compare_results(
-    baseline: dict[str, Any], current: dict[str, Any], max_regression: float = 0.15, max_quality_drop: float = 0.005
+    baseline: dict[str, Any],
+    current: dict[str, Any],
+    max_regression: float = 0.15,
+    max_quality_drop: float = 0.005,
+    require_all: bool = False,
 ) -> Comparison:
     """Check every crossenc row that was ok in the baseline. pairs/s (as a ratio to the anchor) may fall by
     ``max_regression`` (relative), Spearman and top-10 agreement by ``max_quality_drop`` (absolute); a row
-    that now fails is a regression. Raises BaselineError on another workload, device or batch
+    that now fails is a regression, and so is a missing one with ``require_all`` (every variant was
+    asked for, so a backend that is no longer available shows). Raises BaselineError on another workload, device or batch
     settings, or when the anchor row is missing or failed in either run."""
     require_comparable(baseline, current)
     anchor = _anchor(baseline, "baseline")
@@ -104,7 +109,10 @@ def compare_results(
         if old.get("status") != "ok":
             continue
         if label not in after:
-            comparison.notes.append(f"{label}: not measured in this run (skipped)")
+            if require_all:
+                comparison.regressions.append(Regression(label, "status", detail="not measured in this run"))
+            else:
+                comparison.notes.append(f"{label}: not measured in this run (skipped)")
             continue
         comparison.compared.append(label)
         comparison.regressions += _check_row(old, after[label], anchor, max_regression, max_quality_drop)
