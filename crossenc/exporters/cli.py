@@ -46,7 +46,9 @@ def _run_with_verification(export: Callable[[], object]) -> int:
         print(f"\n!!! VERIFICATION FAILED !!!\n{failure}", file=sys.stderr)
         return 1
     report = getattr(result, "report", None)
-    status = report.summary() if report else "verification skipped (--no-verify)"
+    status = report.summary() if report else (
+        "verification skipped (--no-verify): backends refuse it unless backend_kwargs={'allow_unverified': True}"
+    )
     print(f"wrote {result.path}: {status}")  # type: ignore[attr-defined]
     return 0
 

@@ -82,5 +82,7 @@ def ensure_export(
         if manifest is None:
             raise RuntimeError(f"{failed} is being moved into {folder} by another process; load again")
     if not manifest.get("verified") and not allow_unverified:
-        raise unverified_error(folder, manifest, f"the cached {label}", "delete it to re-export")
+        remedy = ("export it with verification (the export option verify=True) instead"
+                  if not manifest.get("verification") else "delete it to re-export")
+        raise unverified_error(folder, manifest, f"the cached {label}", remedy)
     return manifest
