@@ -475,10 +475,9 @@ class CrossEncoder:
             batch_size=batch_size,
             show_progress_bar=show_progress_bar,
             activation_fn=activation_fn,
-            convert_to_tensor=True,
             device=device,
             pool=pool,
-        ).tolist()
+        ).tolist()  # numpy: no trip through the device's memory
         results = []
         for corpus_id in rank_order(scores)[:top_k]:
             entry: dict[str, Any] = {"corpus_id": corpus_id, "score": float(scores[corpus_id])}
