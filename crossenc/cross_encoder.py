@@ -9,11 +9,8 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
-import json
 import logging
 import os
-import shutil
-import tempfile
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -27,6 +24,7 @@ from transformers import PreTrainedModel
 
 from crossenc.backends import LoadRequest, backend_loader, check_backend, check_variant
 from crossenc.batching import PaddingStats, default_max_tokens, iter_batches
+from crossenc.checkpoint_writer import write_checkpoint
 from crossenc.inputs import check_positive, check_rank_inputs, normalize_pairs
 from crossenc.model_source import ModelSource, position_limit, resolve_model, usable_max_length
 from crossenc.pair_encoding import EncodedPairs, PairEncoder
@@ -503,28 +501,16 @@ class CrossEncoder:
         """Write a Hugging Face checkpoint (fp32 safetensors, tokenizer, activation) to ``path``, with the
         files sentence-transformers 6 writes (activation, prompts), so either library reloads it alike.
         Files of ``path`` that this does not write are left in place, as sentence-transformers does."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
-            model = self.source.load_torch_model(self.config)
-            model.save_pretrained(staging)
-            self.tokenizer.save_pretrained(staging)
-            config_path = staging / "config.json"
-            config = json.loads(config_path.read_text())
-            config["sentence_transformers"] = {"activation_fn": activation_path(self.activation_fn)}
-            config_path.write_text(json.dumps(config, indent=2))
-            write_saved_settings(staging, activation_path(self.activation_fn), self.prompts, self.default_prompt_name)
-            if target.exists():
-                for item in staging.iterdir():
-                    os.replace(item, target / item.name)
-                shutil.rmtree(staging)
-            else:
-                os.replace(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return target
+        activation = activation_path(self.activation_fn)
+        return write_checkpoint(
+            self.source.load_torch_model(self.config),
+            self.tokenizer,
+            Path(path),
+            {"sentence_transformers": {"activation_fn": activation}},
+            overwrite=True,
+            merge=True,
+            extra=lambda folder: write_saved_settings(folder, activation, self.prompts, self.default_prompt_name),
+        )
 
     def __repr__(self) -> str:
         info = self.predictor.info

@@ -174,3 +174,19 @@ def test_a_backend_not_built_says_so_and_what_to_use(tiny_model):
         backend_loader("tensorrt")
     for name in BACKENDS:  # every registered backend has a loader module
         assert callable(backend_loader(name))
+
+
+def test_save_pretrained_keeps_other_files_and_makes_an_ordinary_folder(tiny_encoder, tmp_path):
+    import os
+    import stat
+
+    fresh = tiny_encoder.save_pretrained(tmp_path / "fresh")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o777 & ~umask  # not mkdtemp's private 0o700
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine")
+    tiny_encoder.save_pretrained(existing)
+    assert (existing / "notes.txt").read_text() == "mine" and (existing / "config.json").is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left behind

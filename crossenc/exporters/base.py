@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 from crossenc.exporters.manifest import MANIFEST_NAME, WEIGHT_SUFFIXES
 from crossenc.exporters.verify import VerificationReport
 from crossenc.model_source import ModelSource, resolve_model
-from crossenc.paths import atomic_output_dir
+from crossenc.paths import install_dir, staging_dir
 
 logger = logging.getLogger(__name__)
 
@@ -52,17 +51,13 @@ def failed_path(output_dir: str | os.PathLike) -> Path:
 
 
 def move_folder(source: Path, target: Path) -> None:
-    """Move ``source`` to ``target`` through atomic_output_dir (an existing ``target`` is replaced only
-    once the move is complete). ``source`` is first claimed whole by one rename, so of two processes
-    moving it at once one gets all of it and the other FileNotFoundError. One filesystem only."""
-    claimed = Path(tempfile.mkdtemp(prefix=f".{source.name}.claim-", dir=source.parent)) / source.name
-    try:
+    """Move ``source`` to ``target`` (an existing ``target`` is replaced once the move is complete).
+    ``source`` is first claimed whole by one rename, so of two processes moving it at once one gets
+    all of it and the other FileNotFoundError. One filesystem only."""
+    with staging_dir(target) as staging:
+        claimed = staging / source.name
         os.replace(source, claimed)
-        with atomic_output_dir(target) as staging:
-            for child in claimed.iterdir():
-                os.replace(child, staging / child.name)
-    finally:
-        shutil.rmtree(claimed.parent, ignore_errors=True)
+        install_dir(claimed, target)
 
 
 def write_export(
@@ -83,10 +78,10 @@ def write_export(
     """
     output_dir = Path(output_dir)
     failed = failed_path(output_dir)
-    with atomic_output_dir(output_dir) as staging:
+    with staging_dir(output_dir) as staging:
         manifest, report = build(staging)
         if report is not None and not report.passed:
-            move_folder(staging, failed)  # raising below makes atomic_output_dir drop the now empty staging
+            install_dir(staging, failed)
             previous = "the previous export there is unchanged" if output_dir.exists() else "nothing was written there"
             raise VerificationFailed(
                 f"{label} FAILED verification: {report.summary()}. {output_dir} was not replaced ({previous}); the "
@@ -95,6 +90,7 @@ def write_export(
                 report,
                 failed,
             )
+        install_dir(staging, output_dir)
     if failed.exists():
         logger.info("removing %s: the export into %s now passed verification", failed, output_dir)
         shutil.rmtree(failed, ignore_errors=True)
