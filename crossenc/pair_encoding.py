@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ENCODE_CHUNK_PAIRS = 2048  # tokenize this many pairs per tokenizer call (bounds Python-list memory)
+ENCODE_CHUNK = 2048  # pairs (joint) or distinct texts (split) per tokenizer call: bounds Python-list memory
 _PROBES = (("alpha beta gamma", "delta epsilon"), ("zeta", "eta theta iota kappa lambda"))
 
 
@@ -187,16 +187,14 @@ class PairEncoder:
         return PairEncoder, (self.pairs_backend, 0, self.layout is not None)
 
     def encode(self, pairs: Sequence[tuple[str, str]], use_token_type_ids: bool) -> EncodedPairs:
+        """Split: every distinct text of the call once; joint: pair by pair, in chunks."""
+        if self.layout is not None:
+            return self._encode_split(pairs, use_token_type_ids)
         chunks = [
-            self._encode_chunk(pairs[start : start + ENCODE_CHUNK_PAIRS], use_token_type_ids)
-            for start in range(0, len(pairs), ENCODE_CHUNK_PAIRS)
+            self._encode_joint(pairs[start : start + ENCODE_CHUNK], use_token_type_ids)
+            for start in range(0, len(pairs), ENCODE_CHUNK)
         ]
         return _concatenate(chunks, use_token_type_ids)
-
-    def _encode_chunk(self, pairs: Sequence[tuple[str, str]], use_token_type_ids: bool) -> EncodedPairs:
-        if self.layout is None:
-            return self._encode_joint(pairs, use_token_type_ids)
-        return self._encode_split(pairs, use_token_type_ids)
 
     def _encode_joint(self, pairs: Sequence[tuple[str, str]], use_token_type_ids: bool) -> EncodedPairs:
         encodings = self._encode_pairs([(pair[0], pair[1]) for pair in pairs])
@@ -213,8 +211,14 @@ class PairEncoder:
         slots: dict[str, int] = {}
         first_slot = np.fromiter((slots.setdefault(pair[0], len(slots)) for pair in pairs), np.int64, len(pairs))
         second_slot = np.fromiter((slots.setdefault(pair[1], len(slots)) for pair in pairs), np.int64, len(pairs))
-        texts = self._encode_texts(list(slots), add_special_tokens=False)
-        text_ids, text_lengths = _flatten([encoding.ids for encoding in texts])
+        distinct = list(slots)
+        flat = [  # a slice at a time, so the tokenizer's Python objects never hold the whole call
+            _flatten([encoding.ids for encoding in self._encode_texts(distinct[start : start + ENCODE_CHUNK],
+                                                                        add_special_tokens=False)])
+            for start in range(0, len(distinct), ENCODE_CHUNK)
+        ]
+        text_ids = np.concatenate([ids for ids, _ in flat]) if flat else np.zeros(0, np.int32)
+        text_lengths = np.concatenate([lengths for _, lengths in flat]) if flat else np.zeros(0, np.int64)
         text_starts = _offsets(text_lengths)[:-1]
 
         first_len, second_len = text_lengths[first_slot], text_lengths[second_slot]

@@ -252,3 +252,24 @@ def test_packed_backend_gets_packed_batches_and_no_padding_counted(tiny_model, p
     padded = CrossEncoder(str(tiny_model), variant="sdpa")
     np.testing.assert_allclose(packed.predict(pairs), padded.predict(pairs), atol=1e-6)
     assert packed.last_padding.efficiency == 1.0 and padded.last_padding.efficiency < 1.0
+
+
+def test_distinct_texts_are_encoded_once_per_call_in_slices(bert_tokenizer, monkeypatch):
+    """Across what used to be chunk boundaries a text is still encoded once; slices keep ids exact."""
+    import crossenc.pair_encoding as pair_encoding
+
+    monkeypatch.setattr(pair_encoding, "ENCODE_CHUNK", 3)
+    encoder = PairEncoder(bert_tokenizer, 12)
+    seen: list[str] = []
+    real = encoder._encode_texts
+
+    def spy(texts, **kwargs):
+        seen.extend(texts)
+        return real(texts, **kwargs)
+
+    encoder._encode_texts = spy
+    pairs = [(f"query {index % 2}", f"document number {index % 5} " * (index % 4)) for index in range(20)]
+    encoded = encoder.encode(pairs, True)
+    assert sorted(seen) == sorted({text for pair in pairs for text in pair})  # each distinct text once
+    expected = hf_pairs(bert_tokenizer, pairs, 12)
+    assert [encoded.ids[a:b].tolist() for a, b in zip(encoded.offsets[:-1], encoded.offsets[1:])] == expected[0]
