@@ -108,17 +108,15 @@ def collate(
     """Build the padded arrays for the pairs at ``indices``."""
     lengths = encoded.lengths[indices]
     padded_length = round_up_to_bucket(int(lengths.max()), bucket_lengths)
-    columns = np.arange(padded_length)
-    real = columns < lengths[:, None]
-    # Padded slots read some valid token (a dummy one when every sequence is empty), then get overwritten.
-    ids = encoded.ids if len(encoded.ids) else np.zeros(1, dtype=np.int32)
-    source = np.minimum(encoded.offsets[indices][:, None] + np.where(real, columns, 0), len(ids) - 1)
+    real = np.arange(padded_length) < lengths[:, None]
+    positions = concatenated_ranges(encoded.offsets[indices], lengths)  # row by row, as ``real`` is filled
     attention_mask = real.astype(np.int64)
-    input_ids = np.where(real, ids[source], pad_token_id).astype(np.int64)
+    input_ids = np.full(real.shape, pad_token_id, dtype=np.int64)
+    input_ids[real] = encoded.ids[positions]
     token_type_ids = None
     if encoded.type_ids is not None:
-        types = encoded.type_ids if len(encoded.type_ids) else np.zeros(1, dtype=np.int8)
-        token_type_ids = np.where(real, types[source], 0).astype(np.int64)
+        token_type_ids = np.zeros(real.shape, dtype=np.int64)
+        token_type_ids[real] = encoded.type_ids[positions]
     return TokenBatch(input_ids, attention_mask, token_type_ids, lengths.astype(np.int64))
 
 
