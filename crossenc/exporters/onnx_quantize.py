@@ -101,10 +101,10 @@ def calibration_feeds(
     all batches and need one shape; MinMax takes the natural length-sorted batches.
     """
     from crossenc.batching import collate, encode_pairs, plan_batches
-    from crossenc.model_source import default_max_length
+    from crossenc.model_source import usable_max_length
 
     tokenizer = source.load_tokenizer()
-    max_length = default_max_length(tokenizer, source.load_config())
+    max_length = usable_max_length(tokenizer, source.load_config())
     encoded = encode_pairs(tokenizer, list(pairs), max_length, "token_type_ids" in tokenizer.model_input_names)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     buckets = (int(encoded.lengths.max()),) if uniform else None

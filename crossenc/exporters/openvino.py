@@ -220,11 +220,11 @@ def calibration_inputs(
 ) -> list[dict[str, np.ndarray]]:
     """One model input per pair, tokenized exactly as CrossEncoder does (encode_pairs + collate)."""
     from crossenc.batching import collate, encode_pairs
-    from crossenc.model_source import default_max_length
+    from crossenc.model_source import usable_max_length
 
     tokenizer = source.load_tokenizer()
     hf_config = source.load_config()
-    max_length = min(default_max_length(tokenizer, hf_config), position_limit(hf_config) or 1 << 30)
+    max_length = usable_max_length(tokenizer, hf_config)
     encoded = encode_pairs(tokenizer, pairs, max_length, "token_type_ids" in names)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     items = []
