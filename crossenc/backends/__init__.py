@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any
 
+from crossenc.inputs import check_flag
 from crossenc.model_source import ModelSource
 from crossenc.predictor import Predictor
 
@@ -21,6 +23,18 @@ class LoadRequest:
     variant: str | None
     max_length: int
     options: dict[str, Any] = field(default_factory=dict)  # backend-specific keyword arguments
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        """The True/False option ``name`` (ValueError for anything else, e.g. the string "false")."""
+        return check_flag(name, self.options.get(name, default))
+
+
+def check_options(options: dict[str, Any], known: Iterable[str], what: str) -> None:
+    """ValueError naming options ``what`` does not know: a misspelt option must not be dropped silently."""
+    known = set(known)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} option(s) {unknown}; known: {sorted(known)}")
 
 
 # name -> "module:function"; each function takes a LoadRequest and returns a Predictor.

@@ -20,10 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from crossenc.backends import LoadRequest
+from crossenc.backends import LoadRequest, check_options
 from crossenc.exporters.manifest import ArtifactIntegrityError, check_manifest, read_manifest
 from crossenc.hardware import physical_cores
-from crossenc.inputs import check_flag
 from crossenc.optional import require
 from crossenc.predictor import PredictorInfo, TokenBatch
 
@@ -205,15 +204,13 @@ def _cached_export(request: LoadRequest, variant: str) -> Path:
     folder = export_cache_dir(request.source, "onnx", variant)
     manifest = ensure_export(
         folder, config.to_dict(), lambda: export_onnx(request.source, config, output_dir=folder),
-        check_flag("allow_unverified", request.options.get("allow_unverified", False)), f"ONNX export ({variant})",
+        request.flag("allow_unverified"), f"ONNX export ({variant})",
     )
     return folder / manifest["export_config"]["file"]
 
 
 def _check_request(request: LoadRequest, variant: str) -> None:
-    unknown = set(request.options) - KNOWN_OPTIONS
-    if unknown:
-        raise ValueError(f"unknown onnx backend option(s) {sorted(unknown)}; known: {sorted(KNOWN_OPTIONS)}")
+    check_options(request.options, KNOWN_OPTIONS, "onnx backend")
     on_cuda = request.device.startswith("cuda")
     if variant == "fp16" and not on_cuda and "file_name" not in request.options:
         raise ValueError("variant 'fp16' (O4) needs a CUDA device; on CPU use 'optimized' or 'int8'")
@@ -279,8 +276,7 @@ def load(request: LoadRequest) -> OnnxPredictor:
         folder = path.parent
     if not path.is_file():
         raise ArtifactIntegrityError(f"{path} is named by the manifest in {folder} but missing; re-export the model")
-    allow_unverified = check_flag("allow_unverified", request.options.get("allow_unverified", False))
-    manifest = check_manifest(folder, allow_unverified=allow_unverified) if read_manifest(folder) is not None else None
+    manifest = check_manifest(folder, allow_unverified=request.flag("allow_unverified")) if read_manifest(folder) is not None else None
     if manifest is not None and manifest.get("format") != "onnx":
         manifest = None
     session = create_session(path, request.options, providers)

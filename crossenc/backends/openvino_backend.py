@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from crossenc.backends import LoadRequest
+from crossenc.backends import LoadRequest, check_options
 from crossenc.exporters.manifest import (
     MANIFEST_NAME,
     ArtifactIntegrityError,
@@ -44,7 +44,6 @@ from crossenc.exporters.manifest import (
     check_manifest,
 )
 from crossenc.hardware import has_cpu_bf16
-from crossenc.inputs import check_flag
 from crossenc.optional import require
 from crossenc.predictor import PredictorInfo, TokenBatch
 
@@ -137,7 +136,7 @@ def cached_export(request: LoadRequest, variant: str) -> Path:
     folder = export_cache_dir(request.source, "openvino", config.variant)
     ensure_export(
         folder, config.to_dict(), lambda: export_openvino(request.source, config, output_dir=folder),
-        check_flag("allow_unverified", request.options.get("allow_unverified", False)), f"OpenVINO export ({config.variant})",
+        request.flag("allow_unverified"), f"OpenVINO export ({config.variant})",
     )
     return folder / IR_NAME
 
@@ -335,9 +334,7 @@ def split_batch(batch: TokenBatch, parts: int) -> list[TokenBatch]:
 
 # --------------------------------------------------------------------------- the loader
 def _check_request(request: LoadRequest, variant: str) -> None:
-    unknown = set(request.options) - KNOWN_OPTIONS
-    if unknown:
-        raise ValueError(f"unknown openvino backend option(s) {sorted(unknown)}; known: {sorted(KNOWN_OPTIONS)}")
+    check_options(request.options, KNOWN_OPTIONS, "openvino backend")
     if variant not in INFERENCE_PRECISION:
         raise ValueError(f"unknown openvino variant {variant!r}; choose one of {list(INFERENCE_PRECISION)}")
 
@@ -353,7 +350,7 @@ def load(request: LoadRequest) -> OpenVINOPredictor:
     xml_path = locate_ir(request, variant)
     if not xml_path.is_file():
         raise ArtifactIntegrityError(f"{xml_path} is missing; re-export the model")
-    manifest = check_integrity(xml_path, request.source.path, variant, check_flag("allow_unverified", request.options.get("allow_unverified", False)))
+    manifest = check_integrity(xml_path, request.source.path, variant, request.flag("allow_unverified"))
     precise = variant != "int8" and config["INFERENCE_PRECISION_HINT"] != "f32"  # int8: marking costs speed
     model = read_ir(core, xml_path, precise=precise)
     try:

@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from crossenc.backends import LoadRequest
+from crossenc.backends import LoadRequest, check_options
 from crossenc.backends.in_flight import DEFAULT_IN_FLIGHT, InFlightPredictions, check_depth, to_device
-from crossenc.inputs import check_flag
 from crossenc.exporters.first_token import first_token_model, last_layer_note
 from crossenc.hardware import has_cpu_bf16, physical_cores
 from crossenc.optional import require
@@ -113,9 +112,7 @@ def load(request: LoadRequest) -> TorchPredictor:
         from crossenc.kernels.packed_predictor import load_packed
 
         return load_packed(request)
-    unknown = sorted(set(request.options) - KNOWN_OPTIONS)
-    if unknown:  # as the packed variants do: a misspelt option must not be dropped silently
-        raise ValueError(f"unknown torch backend option(s) {unknown}; known: {sorted(KNOWN_OPTIONS)}")
+    check_options(request.options, KNOWN_OPTIONS, "torch backend")
     if device == "cpu":
         set_default_threads()
     if variant == "fp16" and not on_cuda:
@@ -143,7 +140,7 @@ def load(request: LoadRequest) -> TorchPredictor:
         torchao_quantization.quantize_(model, torchao_quantization.Int8DynamicActivationInt8WeightConfig())
         details["quantization"] = "torchao Int8DynamicActivationInt8Weight (per-token activations, per-channel weights)"
     # Every variant but eager (the plain Hugging Face reference) runs the last layer for the first token only.
-    first_token = check_flag("first_token", request.options.get("first_token", variant != "eager"))
+    first_token = request.flag("first_token", default=variant != "eager")
     module: torch.nn.Module = first_token_model(model) if first_token else model
     details["last_layer"] = last_layer_note(module)
     if variant in ("compile", "int8"):
@@ -152,7 +149,7 @@ def load(request: LoadRequest) -> TorchPredictor:
         details["compile"] = "inductor, dynamic batch and length, lengths bucketed by %d" % COMPILE_BUCKET_STEP
     in_flight = check_depth(request.options.get("in_flight", DEFAULT_IN_FLIGHT))
     details["in_flight"] = in_flight
-    pin_inputs = check_flag("pin_inputs", request.options.get("pin_inputs", False))
+    pin_inputs = request.flag("pin_inputs")
     details["pin_inputs"] = pin_inputs
     info = PredictorInfo(
         backend="torch",

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from crossenc.backends import LoadRequest
+from crossenc.backends import LoadRequest, check_options
 from crossenc.backends.in_flight import DEFAULT_IN_FLIGHT, InFlightPredictions, check_depth, to_device
 from crossenc.hardware import has_cpu_bf16
 from crossenc.inputs import check_flag
@@ -94,9 +94,7 @@ class PackedPredictor(InFlightPredictions):
 
 
 def _parse_options(options: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
-    if unknown:
-        raise ValueError(f"unknown packed-variant option(s) {unknown}; known: {sorted(DEFAULT_OPTIONS)}")
+    check_options(options, DEFAULT_OPTIONS, "packed-variant")
     parsed = {**DEFAULT_OPTIONS, **options}
     for name in ("graph_max_tokens", "graph_max_batch"):
         if not isinstance(parsed[name], int) or parsed[name] <= 0:
