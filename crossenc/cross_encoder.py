@@ -356,11 +356,17 @@ class CrossEncoder:
     def tokenize_pairs(self, pairs: list[tuple[str, str]]) -> EncodedPairs:
         """Token ids of ``pairs`` exactly as ``predict(pairs)`` scores them: the default prompt (if any)
         prepended to each query, the current max_length; tokenized in this process."""
-        query_prompt = resolve_prompt(self.prompts, self.default_prompt_name, None, None)
-        clean = normalize_pairs(pairs)[0]
+        return self._encode_with(self._pair_encoder, self._prompted_pairs(pairs, None, None)[0])
+
+    def _prompted_pairs(
+        self, inputs: Any, prompt: str | None, prompt_name: str | None
+    ) -> tuple[list[tuple[str, str]], bool]:
+        """``(pairs, is_single)`` checked, with the resolved prompt prepended to each query."""
+        pairs, is_single = normalize_pairs(inputs)
+        query_prompt = resolve_prompt(self.prompts, self.default_prompt_name, prompt, prompt_name)
         if query_prompt:
-            clean = [(query_prompt + query, document) for query, document in clean]
-        return self._encode_with(self._pair_encoder, clean)
+            pairs = [(query_prompt + query, document) for query, document in pairs]
+        return pairs, is_single
 
     def _encode_with(self, encoder: PairEncoder, pairs: list[tuple[str, str]]) -> EncodedPairs:
         with self._tokenizer_lock:
@@ -423,10 +429,7 @@ class CrossEncoder:
         """
         self._check_call_device(device, pool)
         batch_size = check_positive("batch_size", batch_size)
-        pairs, is_single = normalize_pairs(inputs)
-        query_prompt = resolve_prompt(self.prompts, self.default_prompt_name, prompt, prompt_name)
-        if query_prompt:
-            pairs = [(query_prompt + query, document) for query, document in pairs]
+        pairs, is_single = self._prompted_pairs(inputs, prompt, prompt_name)
         if show_progress_bar is None:
             show_progress_bar = logger.getEffectiveLevel() in (logging.INFO, logging.DEBUG)
         if not pairs:  # what sentence-transformers returns for no inputs

@@ -109,13 +109,14 @@ class SavedSettings:
     max_seq_length: int | None = None
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path, expected: type = dict) -> Any:
+    """The JSON in ``path``; ValueError naming the file if it is unreadable or not an ``expected``."""
     try:
         data = json.loads(path.read_text(encoding="utf8"))
     except (OSError, json.JSONDecodeError) as error:
         raise ValueError(f"cannot read {path}: {error}") from error
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} holds {type(data).__name__}; expected a JSON object")
+    if not isinstance(data, expected):
+        raise ValueError(f"{path} holds {type(data).__name__}; expected a JSON {expected.__name__}")
     return data
 
 
@@ -149,12 +150,8 @@ def read_saved_settings(model_dir: Path) -> SavedSettings:
     saved = _read_json(st_config)
     if saved.get("model_type") != "CrossEncoder":
         return SavedSettings()
-    try:
-        modules = json.loads(modules_file.read_text(encoding="utf8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"cannot read {modules_file}: {error}") from error
     max_seq_length = None
-    folder = _transformer_folder(model_dir, modules)
+    folder = _transformer_folder(model_dir, _read_json(modules_file, expected=list))
     for name in MODULE_CONFIG_FILES:
         if (folder / name).is_file():
             max_seq_length = _module_max_length(_read_json(folder / name))

@@ -28,7 +28,7 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 def load_result(path: str | Path) -> dict[str, Any]:
     result = json.loads(Path(path).read_text())
-    if result.get("schema_version") != 1 or not isinstance(result.get("rows"), list):
+    if not isinstance(result, dict) or result.get("schema_version") != 1 or not isinstance(result.get("rows"), list):
         raise ValueError(f"{path} is not a crossenc bench result (schema_version 1 with rows)")
     return result
 
