@@ -204,7 +204,7 @@ class PairEncoder:
             type_ids = np.fromiter(
                 itertools.chain.from_iterable(encoding.type_ids for encoding in encodings), dtype=np.int8
             )
-        return EncodedPairs(ids=ids, type_ids=type_ids, offsets=_offsets(lengths))
+        return EncodedPairs(ids=ids, type_ids=type_ids, offsets=running_offsets(lengths))
 
     def _encode_split(self, pairs: Sequence[tuple[str, str]], use_token_type_ids: bool) -> EncodedPairs:
         layout = self.layout
@@ -219,7 +219,7 @@ class PairEncoder:
         ]
         text_ids = np.concatenate([ids for ids, _ in flat]) if flat else np.zeros(0, np.int32)
         text_lengths = np.concatenate([lengths for _, lengths in flat]) if flat else np.zeros(0, np.int64)
-        text_starts = _offsets(text_lengths)[:-1]
+        text_starts = running_offsets(text_lengths)[:-1]
 
         first_len, second_len = text_lengths[first_slot], text_lengths[second_slot]
         if self.max_length is not None:
@@ -251,7 +251,7 @@ class PairEncoder:
             piece_types = np.tile(np.array([kind for _, _, kind in pieces], dtype=np.int8), len(pairs))
             type_ids = np.repeat(piece_types, piece_lengths)
         lengths = first_len + second_len + layout.num_special
-        return EncodedPairs(ids=ids, type_ids=type_ids, offsets=_offsets(lengths))
+        return EncodedPairs(ids=ids, type_ids=type_ids, offsets=running_offsets(lengths))
 
 
 def _split_supported(truncation: dict | None) -> bool:
@@ -266,8 +266,10 @@ def _flatten(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     return np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int32, count=int(lengths.sum())), lengths
 
 
-def _offsets(lengths: np.ndarray) -> np.ndarray:
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+def running_offsets(lengths: np.ndarray, dtype: type = np.int64) -> np.ndarray:
+    """``[0, l0, l0 + l1, ...]``: where each of the concatenated sequences starts, and the total
+    (int32 is the ``cu_seqlens`` layout flash-attn and the Triton kernels read)."""
+    offsets = np.zeros(len(lengths) + 1, dtype=dtype)
     np.cumsum(lengths, out=offsets[1:])
     return offsets
 
@@ -294,4 +296,4 @@ def _concatenate(chunks: list[EncodedPairs], use_token_type_ids: bool) -> Encode
     type_ids = None
     if use_token_type_ids:
         type_ids = np.concatenate([chunk.type_ids for chunk in chunks]) if chunks else np.zeros(0, np.int8)
-    return EncodedPairs(ids=ids, type_ids=type_ids, offsets=_offsets(lengths))
+    return EncodedPairs(ids=ids, type_ids=type_ids, offsets=running_offsets(lengths))

@@ -22,6 +22,7 @@ from crossenc.backends.in_flight import host_tensor
 from crossenc.kernels.attention import VarlenBatch
 from crossenc.kernels.packed_model import PackedEncoder
 from crossenc.kernels.packing import PackedTokens
+from crossenc.pair_encoding import running_offsets
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +99,7 @@ class CudaGraphRunner:
         lengths = np.zeros(self.max_sequences, dtype=np.int64)
         lengths[: len(tokens.lengths)] = tokens.lengths
         lengths[len(tokens.lengths) : len(tokens.lengths) + len(dummy)] = dummy
-        cu_seqlens = np.zeros(self.max_sequences + 1, dtype=np.int32)
-        np.cumsum(lengths, out=cu_seqlens[1:])
+        cu_seqlens = running_offsets(lengths, np.int32)
         first_index = np.zeros(self.max_sequences, dtype=np.int64)
         first_index[: len(tokens.lengths)] = tokens.cu_seqlens[:-1]
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from crossenc.pair_encoding import running_offsets
 from crossenc.predictor import PackedTokenBatch, TokenBatch
 
 POSITION_STYLES = ("absolute", "padding_offset")
@@ -35,20 +36,13 @@ class PackedTokens:
         return int(self.lengths.max()) if len(self.lengths) else 0
 
 
-def cumulative_lengths(lengths: np.ndarray) -> np.ndarray:
-    """``[0, l0, l0 + l1, ...]`` as int32, the layout flash-attn and Triton kernels read."""
-    cu_seqlens = np.zeros(len(lengths) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=cu_seqlens[1:])
-    return cu_seqlens
-
-
 def position_ids_packed(input_ids: np.ndarray, lengths: np.ndarray, style: str, pad_token_id: int) -> np.ndarray:
     """Position ids of concatenated sequences, as the Hugging Face embeddings number a padded batch.
 
     ``absolute`` (BERT): ``0, 1, 2, ...`` per sequence. ``padding_offset`` (RoBERTa family):
     non-pad tokens count from ``pad_token_id + 1`` per sequence; pad tokens get ``pad_token_id``.
     """
-    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    starts = np.repeat(running_offsets(lengths)[:-1], lengths)
     if style == "absolute":
         return np.arange(len(input_ids), dtype=np.int64) - starts
     if style == "padding_offset":
@@ -77,7 +71,7 @@ def pack_batch(batch: TokenBatch | PackedTokenBatch, position_style: str, pad_to
         input_ids=input_ids,
         token_type_ids=np.zeros_like(input_ids) if types is None else types.astype(np.int64, copy=False),
         position_ids=position_ids_packed(input_ids, lengths, position_style, pad_token_id),
-        cu_seqlens=cumulative_lengths(lengths),
+        cu_seqlens=running_offsets(lengths, np.int32),
         lengths=lengths,
     )
 
