@@ -9,6 +9,7 @@ written for it runs unchanged on crossenc.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -33,6 +34,7 @@ INIT_RENAMES = {
     "default_activation_function": "activation_fn",
 }
 CALL_RENAMES = {"sentences": "inputs", "activation_fct": "activation_fn"}
+NO_EFFECT_IF_UNDECLARED = ("apply_softmax", "convert_to_numpy", "convert_to_tensor")
 # Module config files sentence-transformers reads for its Transformer module, first found wins.
 MODULE_CONFIG_FILES = (
     "sentence_bert_config.json",
@@ -79,13 +81,12 @@ def init_arguments(init: F) -> F:
 def call_arguments(method: F) -> F:
     """Accept the legacy ``predict``/``rank`` arguments sentence-transformers 6 still takes.
 
-    ``sentences`` and ``activation_fct`` are renamed; ``num_workers`` (and, for ``rank``,
-    ``apply_softmax``, ``convert_to_numpy``, ``convert_to_tensor``) are dropped with a warning,
-    since they have no effect there either.
+    ``sentences`` and ``activation_fct`` are renamed; ``num_workers``, and those of
+    ``apply_softmax``, ``convert_to_numpy``, ``convert_to_tensor`` the method does not declare
+    (``rank``), are dropped with a warning, since they have no effect there either.
     """
-    dropped = ("num_workers",) + (
-        ("apply_softmax", "convert_to_numpy", "convert_to_tensor") if method.__name__ == "rank" else ()
-    )
+    declared = inspect.signature(method).parameters
+    dropped = ("num_workers",) + tuple(name for name in NO_EFFECT_IF_UNDECLARED if name not in declared)
 
     @functools.wraps(method)
     def wrapper(self, *args: Any, **kwargs: Any) -> Any:

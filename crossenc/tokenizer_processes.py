@@ -25,9 +25,10 @@ from crossenc.pair_encoding import EncodedPairs, PairEncoder
 _WORKER_ENCODER: PairEncoder | None = None
 
 
-def _start_worker(encoder_state: bytes, rust_threads: int) -> None:
-    os.environ["RAYON_NUM_THREADS"] = str(rust_threads)  # read when the Rust pool first starts, i.e. later
-    os.environ["TOKENIZERS_PARALLELISM"] = "true" if rust_threads > 1 else "false"
+def _start_worker(encoder_state: bytes) -> None:
+    # One Rust thread per worker (the workers are the parallelism); read when the pool first starts.
+    os.environ["RAYON_NUM_THREADS"] = "1"
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
     global _WORKER_ENCODER
     _WORKER_ENCODER = pickle.loads(encoder_state)
 
@@ -66,7 +67,7 @@ class TokenizerProcesses:
     never pulls it from under a call in progress.
     """
 
-    def __init__(self, encoder: PairEncoder, processes: int, use_token_type_ids: bool, rust_threads: int = 1) -> None:
+    def __init__(self, encoder: PairEncoder, processes: int, use_token_type_ids: bool) -> None:
         if processes <= 0:
             raise ValueError(f"processes must be positive, got {processes}")
         self.processes = processes
@@ -74,7 +75,7 @@ class TokenizerProcesses:
             max_workers=processes,
             mp_context=multiprocessing.get_context("spawn"),  # never fork a process that may hold CUDA
             initializer=_start_worker,
-            initargs=(pickle.dumps(encoder), rust_threads),
+            initargs=(pickle.dumps(encoder),),
         )
         self.encode = functools.partial(_encode_in_worker, use_token_type_ids=use_token_type_ids)
         self.closed = False
