@@ -23,7 +23,7 @@ rewritten with them. A row that fails records its error string instead of stoppi
 Rows: crossenc torch sdpa fp32 (the score reference), sentence-transformers CrossEncoder fp16 at
 batch 32 and 128, the host's tokenization alone (the in-process ceiling), packed-fp16 + Triton +
 CUDA graphs with 1 or 2 batches in flight, with tokenizer worker processes, pre-tokenized (the
-device-side ceiling), with inputs copied through pinned memory, and without tokenize-ahead,
+device-side ceiling; also at 4x the batch and 2x the token budget), with inputs copied through pinned memory, and without tokenize-ahead,
 crossenc sdpa fp16 (1 or 2 in flight) and bf16, packed-fp16 with and without Triton kernels and CUDA graphs, packed-bf16, packed fp32, a Triton
 kernel self-check, ONNX Runtime CUDA fp16. crossenc rows on CUDA tokenize ahead (chunks of 2048
 pairs) unless the row says otherwise.
@@ -294,6 +294,11 @@ def row_plan(path: Path) -> list[tuple[str, Callable[[], tuple[Scorer, dict]] | 
         ("crossenc packed-fp16 + triton + graphs + in_flight 2, pre-tokenized",
          lambda: pretokenized_scorer(path, "packed-fp16", queued, CROSSENC_BATCH, PACKED_MAX_TOKENS),
          fields(packed, in_flight=2, pretokenized=True)),
+        ("crossenc packed-fp16 + triton + graphs + in_flight 2, pre-tokenized, batch 1024 / 65536 tokens",
+         lambda: pretokenized_scorer(path, "packed-fp16", {**queued, "graph_max_tokens": 2 * PACKED_MAX_TOKENS, "graph_max_batch": 4 * CROSSENC_BATCH},
+                                     4 * CROSSENC_BATCH, 2 * PACKED_MAX_TOKENS),
+         {"batch_size": 4 * CROSSENC_BATCH, "max_tokens": 2 * PACKED_MAX_TOKENS, "in_flight": 2,
+          "pretokenized": True}),
         ("crossenc packed-fp16 + triton + graphs + in_flight 2 + pinned inputs, pre-tokenized",
          lambda: pretokenized_scorer(path, "packed-fp16", pinned, CROSSENC_BATCH, PACKED_MAX_TOKENS),
          fields(packed, in_flight=2, pin_inputs=True, pretokenized=True)),
