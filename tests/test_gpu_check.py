@@ -177,3 +177,11 @@ def test_main_refuses_a_folder_without_a_checkpoint(tmp_path, monkeypatch):
 def test_recorder_writes_the_environment_before_any_row(tmp_path):
     gpu_check.Recorder(tmp_path, {"gpu": "fake"})
     assert json.loads((tmp_path / "gpu_check.json").read_text()) == {"environment": {"gpu": "fake"}, "rows": []}
+
+
+def test_kernel_profile_writes_a_table(tiny_model, pairs, tmp_path):
+    target = tmp_path / "kernel_profile.txt"
+    gpu_check.write_kernel_profile(tiny_model, pairs, target, device="cpu")
+    text = target.read_text()
+    assert text.startswith(f"{len(pairs)} pairs, one pass"), text[:300]
+    assert "aten::" in text

@@ -413,7 +413,32 @@ def main(argv: list[str] | None = None) -> int:
         if "cleanup_error" in row:
             broken = f"the CUDA context failed after {name!r}: {row['cleanup_error']}"[:200]
         recorder.add(row)
+    if not broken and time.perf_counter() - started < args.deadline - MIN_SECONDS_FOR_ROW:
+        write_kernel_profile(path, big[:2000], args.out / "kernel_profile.txt")
     return 0
+
+
+def write_kernel_profile(path: Path, pairs: list, target: Path, device: str = "cuda") -> None:
+    """Top CUDA kernels of one pre-tokenized packed-fp16 + Triton pass (eager: graphs hide kernels)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    try:
+        cuda = device == "cuda"
+        variant, options = ("packed-fp16", {"use_triton": True}) if cuda else ("packed", {})
+        score, _ = pretokenized_scorer(path, variant, options, CROSSENC_BATCH, PACKED_MAX_TOKENS, device=device)
+        score(pairs)  # tokenize, warm up
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with profile(activities=activities) as profiler:
+            score(pairs)
+            if cuda:
+                torch.cuda.synchronize()
+        table = profiler.key_averages().table(
+            sort_by="self_device_time_total" if cuda else "self_cpu_time_total", row_limit=25
+        )
+        atomic_write(target, f"{len(pairs)} pairs, one pass\n{table}\n".encode())
+    except Exception as error:
+        atomic_write(target, f"profile failed: {type(error).__name__}: {error}\n{traceback.format_exc(limit=6)}".encode())
 
 
 def weights_dtype(path: Path) -> str | None:
