@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--deadline", type=float, default=150.0)
+    parser.add_argument("--match", default="", help="run only the rows whose name contains this")
     parser.add_argument("--queries", type=int, default=100, help="queries x 100 documents for throughput")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -89,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     small, big = debian.subset(300, min(10, args.queries)).pairs(), debian.subset(300, args.queries).pairs()
     recorder = gpu_check.Recorder(args.out, gpu_check.environment())
     for name, factory, fields, interval, chunks in plan(args.model, gpu_check.TOKENIZER_PROCESSES):
+        if args.match not in name:
+            continue
         if time.perf_counter() - started > args.deadline:
             recorder.add({"name": name, "error": "skipped: deadline", "elapsed_s": 0})
             continue

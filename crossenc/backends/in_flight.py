@@ -20,7 +20,11 @@ import torch
 
 from crossenc.predictor import TokenBatch
 
-DEFAULT_IN_FLIGHT = 1  # >1 only pays on CUDA; stays 1 until crossenc.bench.gpu_check measures it faster
+DEFAULT_IN_FLIGHT = 1  # off a GPU batches run one at a time
+# H100, Debian workload, same gpu_check run (results/nvidia-h100-80gb-hbm3/gpu_check.md): 2 in flight
+# took padded fp16 from 18,229 to 20,517 pairs/s and packed fp16 (Triton, graphs) from 33,135 to 36,386;
+# 3 in flight gained nothing more (scripts/gpu_feed_probe.py, results/.../feed_probe.md).
+CUDA_IN_FLIGHT = 2
 Launch = Callable[[TokenBatch], torch.Tensor]  # device logits [rows, labels], possibly not computed yet
 Pending = Callable[[], np.ndarray]  # waits for one batch's copy, returns its host logits
 StartCopy = Callable[[torch.Tensor], Pending]
@@ -41,6 +45,11 @@ def host_tensor(array: np.ndarray, pin: bool) -> torch.Tensor:
 def to_device(array: np.ndarray, device: torch.device, pin: bool = False) -> torch.Tensor:
     """``array`` on ``device`` (non-blocking; through pinned memory when ``pin`` and ``device`` is CUDA)."""
     return host_tensor(array, pin and device.type == "cuda").to(device, non_blocking=True)
+
+
+def default_in_flight(device: str | torch.device) -> int:
+    """Batches kept in flight when ``in_flight`` is not given: :data:`CUDA_IN_FLIGHT` on CUDA, else 1."""
+    return CUDA_IN_FLIGHT if torch.device(device).type == "cuda" else DEFAULT_IN_FLIGHT
 
 
 def check_depth(value: object) -> int:

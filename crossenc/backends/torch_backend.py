@@ -1,7 +1,7 @@
 """PyTorch backend: eager, SDPA, torch.compile, bf16/fp16, int8 (torchao), packed variants.
 
-Options (``backend_kwargs``): ``in_flight`` (1) batches queued on a CUDA device before the oldest
-one's logits are read (see :mod:`crossenc.backends.in_flight`); 1 until measured faster on a GPU.
+Options (``backend_kwargs``): ``in_flight`` (2 on CUDA, else 1) batches queued on a CUDA device before
+the oldest one's logits are read (see :mod:`crossenc.backends.in_flight`; 2 measured faster on an H100).
 ``first_token`` (True except for ``eager``, the plain Hugging Face reference): run the last layer
 for the first token only (:mod:`crossenc.exporters.first_token`; BERT/RoBERTa/XLM-R, exact).
 ``pin_inputs`` (False) copy inputs to a CUDA device through pinned memory, so a queued batch's copy
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from crossenc.backends import LoadRequest, check_options
-from crossenc.backends.in_flight import DEFAULT_IN_FLIGHT, InFlightPredictions, check_depth, to_device
+from crossenc.backends.in_flight import InFlightPredictions, check_depth, default_in_flight, to_device
 from crossenc.exporters.first_token import first_token_model, last_layer_note
 from crossenc.hardware import has_cpu_bf16, physical_cores
 from crossenc.optional import require
@@ -147,7 +147,7 @@ def load(request: LoadRequest) -> TorchPredictor:
         module = torch.compile(module, dynamic=True)
         bucket_lengths = _compile_buckets(request.max_length)
         details["compile"] = "inductor, dynamic batch and length, lengths bucketed by %d" % COMPILE_BUCKET_STEP
-    in_flight = check_depth(request.options.get("in_flight", DEFAULT_IN_FLIGHT))
+    in_flight = check_depth(request.options.get("in_flight", default_in_flight(device)))
     details["in_flight"] = in_flight
     pin_inputs = request.flag("pin_inputs")
     details["pin_inputs"] = pin_inputs

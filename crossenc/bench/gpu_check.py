@@ -272,7 +272,9 @@ def row_plan(path: Path) -> list[tuple[str, Callable[[], tuple[Scorer, dict]] | 
     def torch_row(variant: str, options: dict, fields: dict):
         return lambda: crossenc_scorer(path, variant, options, fields["batch_size"], fields["max_tokens"])
 
-    graphs = {"cuda_graphs": True, "graph_max_tokens": PACKED_MAX_TOKENS}
+    one = {"in_flight": 1}  # rows name what they turn on: CUDA defaults (graphs, 2 in flight) are off unless named
+    eager = {"cuda_graphs": False, **one}
+    graphs = {"cuda_graphs": True, "graph_max_tokens": PACKED_MAX_TOKENS, **one}
     triton_graphs = {"use_triton": True, **graphs}
     queued = {**triton_graphs, "in_flight": 2}
     pinned = {**queued, "pin_inputs": True}
@@ -281,7 +283,7 @@ def row_plan(path: Path) -> list[tuple[str, Callable[[], tuple[Scorer, dict]] | 
         return {**base, **extra}
 
     return [
-        ("crossenc torch sdpa fp32", torch_row("sdpa", {}, padded), padded),
+        ("crossenc torch sdpa fp32", torch_row("sdpa", one, padded), padded),
         ("sentence-transformers fp16 b32", lambda: sentence_transformers_scorer(path, 32), {"batch_size": 32}),
         (HOST_TOKENIZER_ROW, None, {}),  # run by tokenizer_only_row
         ("crossenc packed-fp16 + triton + graphs", torch_row("packed-fp16", triton_graphs, packed), packed),
@@ -299,6 +301,9 @@ def row_plan(path: Path) -> list[tuple[str, Callable[[], tuple[Scorer, dict]] | 
                                      4 * CROSSENC_BATCH, 2 * PACKED_MAX_TOKENS),
          {"batch_size": 4 * CROSSENC_BATCH, "max_tokens": 2 * PACKED_MAX_TOKENS, "in_flight": 2,
           "pretokenized": True}),
+        ("crossenc packed-fp16 + graphs + in_flight 2, pre-tokenized",
+         lambda: pretokenized_scorer(path, "packed-fp16", {**graphs, "in_flight": 2}, CROSSENC_BATCH, PACKED_MAX_TOKENS),
+         fields(packed, in_flight=2, pretokenized=True)),
         ("crossenc packed-fp16 + triton + graphs + in_flight 2 + pinned inputs, pre-tokenized",
          lambda: pretokenized_scorer(path, "packed-fp16", pinned, CROSSENC_BATCH, PACKED_MAX_TOKENS),
          fields(packed, in_flight=2, pin_inputs=True, pretokenized=True)),
@@ -310,18 +315,19 @@ def row_plan(path: Path) -> list[tuple[str, Callable[[], tuple[Scorer, dict]] | 
         ("crossenc packed-fp16 + triton + graphs, tokenize_ahead off",
          lambda: crossenc_scorer(path, "packed-fp16", triton_graphs, CROSSENC_BATCH, PACKED_MAX_TOKENS,
                                  tokenize_ahead=False), fields(packed, tokenize_ahead=False)),
-        ("crossenc torch fp16", torch_row("fp16", {}, padded), padded),
+        ("crossenc packed-fp16, defaults", torch_row("packed-fp16", {}, packed), packed),
+        ("crossenc torch fp16", torch_row("fp16", one, padded), padded),
         ("crossenc torch fp16 + in_flight 2", torch_row("fp16", {"in_flight": 2}, padded), fields(padded, in_flight=2)),
-        ("crossenc packed-fp16", torch_row("packed-fp16", {}, packed), packed),
+        ("crossenc packed-fp16", torch_row("packed-fp16", eager, packed), packed),
         ("crossenc packed-fp16 + graphs", torch_row("packed-fp16", graphs, packed), packed),
         (KERNEL_CHECK_ROW, None, {}),  # run by kernel_check_row
-        ("crossenc packed-fp16 + triton", torch_row("packed-fp16", {"use_triton": True}, packed), packed),
+        ("crossenc packed-fp16 + triton", torch_row("packed-fp16", {"use_triton": True, **eager}, packed), packed),
         ("sentence-transformers fp16 b128", lambda: sentence_transformers_scorer(path, 128), {"batch_size": 128}),
-        ("crossenc torch bf16", torch_row("bf16", {}, padded), padded),
-        ("crossenc torch fp16 b32", torch_row("fp16", {}, {"batch_size": 32, "max_tokens": 16384}),
+        ("crossenc torch bf16", torch_row("bf16", one, padded), padded),
+        ("crossenc torch fp16 b32", torch_row("fp16", one, {"batch_size": 32, "max_tokens": 16384}),
          {"batch_size": 32, "max_tokens": 16384}),  # fmt: skip
-        ("crossenc packed-bf16", torch_row("packed-bf16", {}, packed), packed),
-        ("crossenc packed fp32", torch_row("packed", {}, packed), packed),
+        ("crossenc packed-bf16", torch_row("packed-bf16", eager, packed), packed),
+        ("crossenc packed fp32", torch_row("packed", eager, packed), packed),
         ("crossenc onnx fp16 (CUDA EP)", lambda: onnx_scorer(path), padded),
     ]
 
