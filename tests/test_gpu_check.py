@@ -185,3 +185,33 @@ def test_kernel_profile_writes_a_table(tiny_model, pairs, tmp_path):
     text = target.read_text()
     assert text.startswith(f"{len(pairs)} pairs, one pass"), text[:300]
     assert "aten::" in text
+
+
+def test_packed_rows_run_what_their_names_say(tiny_model, monkeypatch):
+    """CUDA defaults (graphs, Triton for fp16, 2 in flight) must not leak into rows that do not name them."""
+    calls = {}
+
+    def capture(name):
+        def scorer(path, variant, options, *args, **kwargs):
+            calls[name] = (variant, options)
+            return None, {}
+
+        return scorer
+
+    checked = 0
+    for name, factory, _ in gpu_check.row_plan(tiny_model):
+        if factory is None or not name.startswith("crossenc packed"):
+            continue
+        monkeypatch.setattr(gpu_check, "crossenc_scorer", capture(name))
+        monkeypatch.setattr(gpu_check, "pretokenized_scorer", capture(name))
+        factory()
+        variant, options = calls[name]
+        if name.endswith(", defaults"):
+            assert options == {}, name
+            continue
+        assert options.get("use_triton", False) == ("triton" in name), name
+        assert options.get("cuda_graphs", False) == ("graphs" in name), name
+        assert options.get("in_flight") == (2 if "in_flight 2" in name else 1), name
+        assert options.get("pin_inputs", False) == ("pinned" in name), name
+        checked += 1
+    assert checked >= 10

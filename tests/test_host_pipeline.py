@@ -133,6 +133,28 @@ def test_in_flight_option(tiny_model, pairs, variant):
 
 
 @pytest.mark.parametrize("variant", ["sdpa", "packed"])
+def test_in_flight_defaults_to_one_off_cuda(tiny_model, variant):
+    assert CrossEncoder(str(tiny_model), variant=variant).info()["details"]["in_flight"] == 1
+
+
+def test_cuda_defaults_measured_on_an_h100():
+    """Without backend_kwargs, CUDA gets 2 batches in flight and packed variants CUDA graphs (fp16: Triton)."""
+    from crossenc.backends.in_flight import default_in_flight
+    from crossenc.kernels.packed_predictor import _parse_options
+
+    assert default_in_flight("cuda") == default_in_flight(torch.device("cuda:1")) == 2
+    assert default_in_flight("cpu") == 1
+    fp16 = _parse_options({}, "cuda:0", torch.float16)
+    assert (fp16["cuda_graphs"], fp16["use_triton"], fp16["in_flight"]) == (True, True, 2)
+    bf16 = _parse_options({}, "cuda", torch.bfloat16)
+    assert (bf16["cuda_graphs"], bf16["use_triton"], bf16["in_flight"]) == (True, False, 2)
+    cpu = _parse_options({}, "cpu", torch.float32)
+    assert (cpu["cuda_graphs"], cpu["use_triton"], cpu["in_flight"]) == (False, False, 1)
+    chosen = _parse_options({"cuda_graphs": False, "use_triton": False, "in_flight": 1}, "cuda", torch.float16)
+    assert (chosen["cuda_graphs"], chosen["use_triton"], chosen["in_flight"]) == (False, False, 1)
+
+
+@pytest.mark.parametrize("variant", ["sdpa", "packed"])
 def test_pin_inputs_option(tiny_model, pairs, variant):
     """Accepted and reported; on a CPU device it changes nothing (pinning only applies to CUDA copies)."""
     plain = CrossEncoder(str(tiny_model), variant=variant).predict(pairs, activation_fn=IDENTITY)

@@ -23,10 +23,13 @@ rewritten with them. A row that fails records its error string instead of stoppi
 Rows: crossenc torch sdpa fp32 (the score reference), sentence-transformers CrossEncoder fp16 at
 batch 32 and 128, the host's tokenization alone (the in-process ceiling), packed-fp16 + Triton +
 CUDA graphs with 1 or 2 batches in flight, with tokenizer worker processes, pre-tokenized (the
-device-side ceiling; also at 4x the batch and 2x the token budget), with inputs copied through pinned memory, and without tokenize-ahead,
-crossenc sdpa fp16 (1 or 2 in flight) and bf16, packed-fp16 with and without Triton kernels and CUDA graphs, packed-bf16, packed fp32, a Triton
-kernel self-check, ONNX Runtime CUDA fp16. crossenc rows on CUDA tokenize ahead (chunks of 2048
-pairs) unless the row says otherwise.
+device-side ceiling; also at 4x the batch and 2x the token budget, and without Triton), with
+inputs copied through pinned memory, and without tokenize-ahead; packed-fp16 with its CUDA
+defaults; crossenc sdpa fp16 (1 or 2 in flight) and bf16; packed-fp16 with and without Triton
+kernels and CUDA graphs; packed-bf16; packed fp32; a Triton kernel self-check; ONNX Runtime CUDA
+fp16. Each row names what it turns on (the others run with graphs off and 1 batch in flight).
+crossenc rows on CUDA tokenize ahead (chunks of 2048 pairs) unless the row says otherwise. If
+time is left, ``kernel_profile.txt`` gets the top CUDA kernels of one eager packed-fp16 pass.
 Throughput: one warm-up pass over each pair set, then ``--reps`` timed passes, median.
 """
 
@@ -273,9 +276,10 @@ def row_plan(path: Path) -> list[tuple[str, Callable[[], tuple[Scorer, dict]] | 
         return lambda: crossenc_scorer(path, variant, options, fields["batch_size"], fields["max_tokens"])
 
     one = {"in_flight": 1}  # rows name what they turn on: CUDA defaults (graphs, 2 in flight) are off unless named
-    eager = {"cuda_graphs": False, **one}
-    graphs = {"cuda_graphs": True, "graph_max_tokens": PACKED_MAX_TOKENS, **one}
-    triton_graphs = {"use_triton": True, **graphs}
+    eager = {"cuda_graphs": False, "use_triton": False, **one}
+    graphs = {"cuda_graphs": True, "use_triton": False, "graph_max_tokens": PACKED_MAX_TOKENS, **one}
+    triton_graphs = {**graphs, "use_triton": True}
+    big = {**triton_graphs, "in_flight": 2, "graph_max_tokens": 2 * PACKED_MAX_TOKENS, "graph_max_batch": 4 * CROSSENC_BATCH}
     queued = {**triton_graphs, "in_flight": 2}
     pinned = {**queued, "pin_inputs": True}
 
@@ -297,8 +301,7 @@ def row_plan(path: Path) -> list[tuple[str, Callable[[], tuple[Scorer, dict]] | 
          lambda: pretokenized_scorer(path, "packed-fp16", queued, CROSSENC_BATCH, PACKED_MAX_TOKENS),
          fields(packed, in_flight=2, pretokenized=True)),
         ("crossenc packed-fp16 + triton + graphs + in_flight 2, pre-tokenized, batch 1024 / 65536 tokens",
-         lambda: pretokenized_scorer(path, "packed-fp16", {**queued, "graph_max_tokens": 2 * PACKED_MAX_TOKENS, "graph_max_batch": 4 * CROSSENC_BATCH},
-                                     4 * CROSSENC_BATCH, 2 * PACKED_MAX_TOKENS),
+         lambda: pretokenized_scorer(path, "packed-fp16", big, 4 * CROSSENC_BATCH, 2 * PACKED_MAX_TOKENS),
          {"batch_size": 4 * CROSSENC_BATCH, "max_tokens": 2 * PACKED_MAX_TOKENS, "in_flight": 2,
           "pretokenized": True}),
         ("crossenc packed-fp16 + graphs + in_flight 2, pre-tokenized",
@@ -321,7 +324,7 @@ def row_plan(path: Path) -> list[tuple[str, Callable[[], tuple[Scorer, dict]] | 
         ("crossenc packed-fp16", torch_row("packed-fp16", eager, packed), packed),
         ("crossenc packed-fp16 + graphs", torch_row("packed-fp16", graphs, packed), packed),
         (KERNEL_CHECK_ROW, None, {}),  # run by kernel_check_row
-        ("crossenc packed-fp16 + triton", torch_row("packed-fp16", {"use_triton": True, **eager}, packed), packed),
+        ("crossenc packed-fp16 + triton", torch_row("packed-fp16", {**eager, "use_triton": True}, packed), packed),
         ("sentence-transformers fp16 b128", lambda: sentence_transformers_scorer(path, 128), {"batch_size": 128}),
         ("crossenc torch bf16", torch_row("bf16", one, padded), padded),
         ("crossenc torch fp16 b32", torch_row("fp16", one, {"batch_size": 32, "max_tokens": 16384}),

@@ -5,7 +5,7 @@ hands it :class:`PackedTokenBatch` (a padded :class:`TokenBatch` is accepted too
 and runs :class:`~crossenc.kernels.packed_model.PackedEncoder` on the real tokens only.
 
 ``request.options`` (``backend_kwargs`` of ``CrossEncoder``):
-``use_triton`` (False) Triton bias+GELU, residual+LayerNorm and attention kernels on CUDA;
+``use_triton`` (True for ``packed-fp16`` on CUDA) Triton bias+GELU, residual+LayerNorm and attention kernels on CUDA;
 ``cuda_graphs`` (True on CUDA) replay one CUDA graph per token bucket; ``attention`` (None) force an
 implementation from ``crossenc.kernels.attention.ATTENTION``; ``graph_max_tokens`` (32768)
 largest graph bucket; ``graph_max_batch`` (256) most sequences per graph batch; ``in_flight`` (2 on
@@ -46,9 +46,12 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "in_flight": DEFAULT_IN_FLIGHT,
     "pin_inputs": False,
 }
-# On an H100 (results/nvidia-h100-80gb-hbm3/gpu_check.md) graphs took packed fp16 from 30,066 to 35,554 pairs/s
-# (with Triton kernels: 28,498 to 33,135) and 2 batches in flight added ~10%; capture falls back to eager.
+# H100, Debian pairs already tokenized (results/nvidia-h100-80gb-hbm3/gpu_check_repeat.md, one run):
+# graphs with Triton kernels 95,911 pairs/s, graphs with torch ops 76,713; eager, the host spends 2.2x
+# the GPU's time launching kernels (kernel_profile.txt). Triton is the default for fp16 only (the
+# precision measured); without Triton (not importable) torch ops are used; a failed capture runs eager.
 CUDA_DEFAULTS: dict[str, Any] = {"cuda_graphs": True}
+CUDA_FP16_DEFAULTS: dict[str, Any] = {**CUDA_DEFAULTS, "use_triton": True}
 
 
 class PackedPredictor(InFlightPredictions):
@@ -96,11 +99,13 @@ class PackedPredictor(InFlightPredictions):
         return self.encoder(ids, types, positions, varlen, first_index)
 
 
-def _parse_options(options: dict[str, Any], device: str) -> dict[str, Any]:
-    """``options`` over the defaults for ``device`` (:data:`CUDA_DEFAULTS` on CUDA), checked."""
+def _parse_options(options: dict[str, Any], device: str, dtype: torch.dtype) -> dict[str, Any]:
+    """``options`` over the defaults for ``device`` and ``dtype`` (:data:`CUDA_FP16_DEFAULTS`, :data:`CUDA_DEFAULTS`), checked."""
     check_options(options, DEFAULT_OPTIONS, "packed-variant")
-    on_cuda = torch.device(device).type == "cuda"
-    defaults = {**DEFAULT_OPTIONS, **(CUDA_DEFAULTS if on_cuda else {}), "in_flight": default_in_flight(device)}
+    cuda_defaults = {} if torch.device(device).type != "cuda" else (
+        CUDA_FP16_DEFAULTS if dtype == torch.float16 else CUDA_DEFAULTS
+    )
+    defaults = {**DEFAULT_OPTIONS, **cuda_defaults, "in_flight": default_in_flight(device)}
     parsed = {**defaults, **options}
     for name in ("graph_max_tokens", "graph_max_batch"):
         if not isinstance(parsed[name], int) or parsed[name] <= 0:
@@ -130,7 +135,7 @@ def _choose_ops(
     if use_triton and device.type != "cuda":
         note, use_triton = "requested, but Triton kernels run only on CUDA: torch ops used", False
     elif use_triton and not triton_available():
-        note, use_triton = "requested, but triton does not import (pip install 'crossenc[gpu]'): torch ops used", False
+        note, use_triton = "on, but triton does not import (pip install 'crossenc[gpu]'): torch ops used", False
     attention: AttentionChoice = select_attention(device, dtype, encoder.head_dim, use_triton, options["attention"])
     if use_triton:
         import triton
@@ -175,8 +180,8 @@ def load_packed(request: LoadRequest) -> PackedPredictor:
     if variant not in PRECISIONS:
         raise ValueError(f"unknown packed variant {variant!r}; choose one of {sorted(PRECISIONS)}")
     device = _check_device(request.device, variant)
-    options = _parse_options(dict(request.options), request.device)
     precision, dtype = PRECISIONS[variant]
+    options = _parse_options(dict(request.options), request.device, dtype)
     architecture = architecture_for(request.config)  # fail before loading weights
     if device.type == "cpu":
         from crossenc.backends.torch_backend import set_default_threads
