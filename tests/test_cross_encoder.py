@@ -190,3 +190,36 @@ def test_save_pretrained_keeps_other_files_and_makes_an_ordinary_folder(tiny_enc
     tiny_encoder.save_pretrained(existing)
     assert (existing / "notes.txt").read_text() == "mine" and (existing / "config.json").is_file()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left behind
+
+
+@pytest.mark.parametrize("variant", ["sdpa", "packed"])
+def test_predict_tokenized_equals_predict(tiny_model, pairs, variant):
+    encoder = CrossEncoder(str(tiny_model), variant=variant)
+    encoded = encoder.tokenize_pairs(pairs)
+    expected = encoder.predict(pairs, batch_size=4)
+    np.testing.assert_array_equal(encoder.predict_tokenized(encoded, batch_size=4), expected)
+    tensor = encoder.predict_tokenized(encoded, convert_to_tensor=True, activation_fn=torch.nn.Identity())
+    np.testing.assert_allclose(torch.sigmoid(tensor).numpy(), expected, atol=1e-6)
+    empty = encoder.tokenize_pairs([])
+    assert encoder.predict_tokenized(empty).shape == (0,)
+
+
+def test_predict_tokenized_refuses_what_the_model_cannot_read(tiny_model, pairs):
+    from dataclasses import replace
+
+    from crossenc.inputs import InputTypeError
+
+    encoder = CrossEncoder(str(tiny_model))
+    encoded = encoder.tokenize_pairs(pairs)
+    with pytest.raises(InputTypeError, match="EncodedPairs"):
+        encoder.predict_tokenized(pairs)
+    with pytest.raises(ValueError, match="type ids"):
+        encoder.predict_tokenized(replace(encoded, type_ids=None))
+    with pytest.raises(ValueError, match="vocabulary"):
+        encoder.predict_tokenized(replace(encoded, ids=encoded.ids + encoder.config.vocab_size))
+    with pytest.raises(ValueError, match="offsets"):
+        encoder.predict_tokenized(replace(encoded, offsets=encoded.offsets[:-1]))
+    longer = CrossEncoder(str(tiny_model))
+    encoder.max_length = 8
+    with pytest.raises(ValueError, match="max_length=8"):
+        encoder.predict_tokenized(longer.tokenize_pairs([("a " * 40, "b " * 40)]))

@@ -179,22 +179,21 @@ def crossenc_scorer(
 
 def pretokenized_scorer(path: Path, variant: str, options: dict, batch_size: int, max_tokens: int,
                         device: str = "cuda"):
-    """Device-side ceiling: each pair list is tokenized on its first call only, later calls just batch and run."""
+    """Device-side ceiling: each pair list is tokenized on its first call only (``tokenize_pairs``),
+    later calls score the tokens (``predict_tokenized``)."""
+    import torch
+
     from crossenc import CrossEncoder
-    from crossenc.batching import PaddingStats
 
     encoder = CrossEncoder(str(path), variant=variant, device=device, backend_kwargs=options, max_tokens=max_tokens)
     encodings: dict[int, Any] = {}
+    identity = torch.nn.Identity()
 
     def score(pairs: list) -> np.ndarray:
         if id(pairs) not in encodings:
             encodings[id(pairs)] = (pairs, encoder.tokenize_pairs(pairs))  # keeps ``pairs`` alive: its id stays unique
         encoded = encodings[id(pairs)][1]
-        logits = np.zeros((len(pairs), encoder.num_labels), dtype=np.float32)
-        batches = encoder._batches([(0, encoded)], batch_size)
-        for indices, batch_logits in encoder._run_batches(batches, PaddingStats()):
-            logits[indices] = batch_logits
-        return logits
+        return encoder.predict_tokenized(encoded, batch_size=batch_size, activation_fn=identity).reshape(len(pairs), -1)
 
     score.encodings = encodings  # type: ignore[attr-defined] - for tests
     return score, encoder.info()
