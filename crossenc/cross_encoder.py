@@ -14,6 +14,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -462,7 +463,7 @@ class CrossEncoder:
         no longer than the current one.
         """
         batch_size = check_positive("batch_size", batch_size)
-        self._check_tokenized(encoded)
+        encoded = self._checked_tokenized(encoded)
         if show_progress_bar is None:
             show_progress_bar = logger.getEffectiveLevel() in (logging.INFO, logging.DEBUG)
         if len(encoded) == 0:
@@ -472,30 +473,45 @@ class CrossEncoder:
         logits = self._logits_of_chunks([(0, encoded)], len(encoded), batch_size, bool(show_progress_bar))
         return self._scores(logits, activation_fn, apply_softmax, convert_to_numpy, convert_to_tensor)
 
-    def _check_tokenized(self, encoded: EncodedPairs) -> None:
-        """ValueError/TypeError naming what makes ``encoded`` unusable by this model."""
+    def _checked_tokenized(self, encoded: EncodedPairs) -> EncodedPairs:
+        """``encoded`` as this model reads it (type ids dropped if it reads none), or a ValueError/TypeError
+        naming what makes it unusable: bad arrays, a pair shorter than the special tokens or longer than
+        max_length, ids outside the vocabulary, type ids missing or out of range."""
         if not isinstance(encoded, EncodedPairs):
             raise InputTypeError(
                 f"predict_tokenized takes the EncodedPairs of tokenize_pairs(), got {type(encoded).__name__}"
             )
-        offsets, ids = np.asarray(encoded.offsets), np.asarray(encoded.ids)
-        if offsets.ndim != 1 or len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(ids) or (
-            np.diff(offsets) < 0
-        ).any():
+        arrays = {"ids": encoded.ids, "offsets": encoded.offsets, "type_ids": encoded.type_ids}
+        for name, array in arrays.items():
+            if array is None and name == "type_ids":
+                continue
+            if not isinstance(array, np.ndarray) or array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+                raise InputTypeError(f"EncodedPairs.{name} must be a 1-D numpy array of integers")
+        offsets, ids = encoded.offsets, encoded.ids
+        if len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(ids) or (np.diff(offsets) < 0).any():
             raise ValueError("EncodedPairs.offsets must start at 0, never decrease and end at len(ids)")
         lengths = np.diff(offsets)
+        shortest = max(1, self.tokenizer.num_special_tokens_to_add(pair=True))
+        if len(lengths) and lengths.min() < shortest:
+            raise ValueError(
+                f"a tokenized pair has {int(lengths.min())} tokens; every pair has at least its {shortest} "
+                "special tokens: tokenize with this model's tokenize_pairs()"
+            )
         if len(lengths) and lengths.max() > self.max_length:
             raise ValueError(
                 f"a tokenized pair has {int(lengths.max())} tokens, more than this CrossEncoder's "
                 f"max_length={self.max_length}: tokenize with this model's tokenize_pairs()"
             )
-        vocab_size = int(getattr(self.config, "vocab_size", 0) or 0)
-        if len(ids) and (ids.min() < 0 or (vocab_size and ids.max() >= vocab_size)):
-            raise ValueError(f"token ids must lie in [0, {vocab_size}) for this model's vocabulary")
-        if self.uses_token_type_ids and encoded.type_ids is None:
+        _check_id_range("token ids", ids, int(getattr(self.config, "vocab_size", 0) or 0), "vocabulary")
+        if not self.uses_token_type_ids:
+            return replace(encoded, type_ids=None) if encoded.type_ids is not None else encoded  # as predict does
+        if encoded.type_ids is None:
             raise ValueError("this model reads token type ids; EncodedPairs.type_ids is None")
-        if encoded.type_ids is not None and len(encoded.type_ids) != len(ids):
+        if len(encoded.type_ids) != len(ids):
             raise ValueError(f"EncodedPairs has {len(ids)} ids but {len(encoded.type_ids)} type ids")
+        type_vocab_size = int(getattr(self.config, "type_vocab_size", 0) or 0)
+        _check_id_range("type ids", encoded.type_ids, type_vocab_size, "type_vocab_size")
+        return encoded
 
     def _scores(self, logits: np.ndarray, activation_fn: Callable | None, apply_softmax: bool | None,
                 convert_to_numpy: bool, convert_to_tensor: bool) -> Any:
@@ -582,3 +598,14 @@ class CrossEncoder:
             f"CrossEncoder({self.source.name!r}, backend={info.backend!r}, variant={info.variant!r}, "
             f"device={info.device!r}, precision={info.precision!r}, max_length={self.max_length})"
         )
+
+
+def _check_id_range(what: str, values: np.ndarray, size: int, limit_name: str) -> None:
+    """ValueError unless every value is >= 0 and, when ``size`` is known (> 0), below it: out-of-range ids
+    would fail inside an embedding lookup (on CUDA, a device assert that breaks the context)."""
+    if not len(values):
+        return
+    if values.min() < 0:
+        raise ValueError(f"{what} must not be negative (got {int(values.min())})")
+    if size and values.max() >= size:
+        raise ValueError(f"{what} must lie in [0, {size}) for this model's {limit_name} (got {int(values.max())})")

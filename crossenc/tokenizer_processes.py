@@ -9,7 +9,7 @@ Used through :class:`~crossenc.tokenize_ahead.TokenizeAhead` for calls of more t
 Workers are spawned, so a script that uses them needs the usual ``if __name__ == "__main__":``
 guard (a spawned worker imports the main module).
 
-Measured: on a 2-core EPYC 2 workers match in-process tokenizing; on a 16-core Xeon (H100 host)
+Measured: on a 2-core EPYC 2 workers come within 5% of in-process tokenizing; on a 16-core Xeon (H100 host)
 14 workers fed 13,700-18,800 pairs/s against 32,500-40,300 in-process, with or without a GPU,
 whatever the chunk size (results/nvidia-h100-80gb-hbm3/host.md, feed_probe.md). The cause is not
 known, so ``CrossEncoder`` keeps this off unless asked.

@@ -211,15 +211,31 @@ def test_predict_tokenized_refuses_what_the_model_cannot_read(tiny_model, pairs)
 
     encoder = CrossEncoder(str(tiny_model))
     encoded = encoder.tokenize_pairs(pairs)
-    with pytest.raises(InputTypeError, match="EncodedPairs"):
-        encoder.predict_tokenized(pairs)
-    with pytest.raises(ValueError, match="type ids"):
-        encoder.predict_tokenized(replace(encoded, type_ids=None))
-    with pytest.raises(ValueError, match="vocabulary"):
-        encoder.predict_tokenized(replace(encoded, ids=encoded.ids + encoder.config.vocab_size))
-    with pytest.raises(ValueError, match="offsets"):
-        encoder.predict_tokenized(replace(encoded, offsets=encoded.offsets[:-1]))
+    refused = {
+        "EncodedPairs": pairs,
+        "1-D numpy array of integers": replace(encoded, ids=encoded.ids.astype(np.float32)),
+        "type ids; EncodedPairs.type_ids is None": replace(encoded, type_ids=None),
+        "vocabulary": replace(encoded, ids=encoded.ids + encoder.config.vocab_size),
+        "must not be negative": replace(encoded, ids=encoded.ids - 10_000),
+        "type_vocab_size": replace(encoded, type_ids=encoded.type_ids + 5),
+        "offsets": replace(encoded, offsets=encoded.offsets[:-1]),
+        "at least its 3 special tokens": replace(encoded, offsets=np.concatenate([[0], encoded.offsets])),
+    }
+    for message, bad in refused.items():
+        with pytest.raises((ValueError, InputTypeError), match=message):
+            encoder.predict_tokenized(bad)
     longer = CrossEncoder(str(tiny_model))
     encoder.max_length = 8
     with pytest.raises(ValueError, match="max_length=8"):
         encoder.predict_tokenized(longer.tokenize_pairs([("a " * 40, "b " * 40)]))
+
+
+def test_predict_tokenized_drops_type_ids_a_model_does_not_read(tiny_model, pairs):
+    from dataclasses import replace
+
+    encoder = CrossEncoder(str(tiny_model))
+    encoded = encoder.tokenize_pairs(pairs)
+    encoder.uses_token_type_ids = False  # as for a RoBERTa-style tokenizer (this tiny BERT has 2 type embeddings)
+    ones = replace(encoded, type_ids=np.ones_like(encoded.type_ids))
+    without = replace(encoded, type_ids=None)
+    np.testing.assert_array_equal(encoder.predict_tokenized(ones), encoder.predict_tokenized(without))

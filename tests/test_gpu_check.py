@@ -187,8 +187,11 @@ def test_kernel_profile_writes_a_table(tiny_model, pairs, tmp_path):
     assert "aten::" in text
 
 
-def test_packed_rows_run_what_their_names_say(tiny_model, monkeypatch):
-    """CUDA defaults (graphs, Triton for fp16, 2 in flight) must not leak into rows that do not name them."""
+def test_rows_run_what_their_names_say(tiny_model, monkeypatch):
+    """CUDA defaults (graphs and Triton for packed-fp16, 2 in flight) must not leak into rows that do not name them:
+    each row's options are resolved as a CUDA load would resolve them, then compared with its name."""
+    from crossenc.kernels.packed_predictor import _parse_options
+
     calls = {}
 
     def capture(name):
@@ -200,7 +203,7 @@ def test_packed_rows_run_what_their_names_say(tiny_model, monkeypatch):
 
     checked = 0
     for name, factory, _ in gpu_check.row_plan(tiny_model):
-        if factory is None or not name.startswith("crossenc packed"):
+        if factory is None or not name.startswith("crossenc") or "onnx" in name:
             continue
         monkeypatch.setattr(gpu_check, "crossenc_scorer", capture(name))
         monkeypatch.setattr(gpu_check, "pretokenized_scorer", capture(name))
@@ -209,9 +212,31 @@ def test_packed_rows_run_what_their_names_say(tiny_model, monkeypatch):
         if name.endswith(", defaults"):
             assert options == {}, name
             continue
-        assert options.get("use_triton", False) == ("triton" in name), name
-        assert options.get("cuda_graphs", False) == ("graphs" in name), name
-        assert options.get("in_flight") == (2 if "in_flight 2" in name else 1), name
-        assert options.get("pin_inputs", False) == ("pinned" in name), name
+        if not variant.startswith("packed"):  # padded torch rows: only in_flight can default differently on CUDA
+            assert options.get("in_flight") == (2 if "in_flight 2" in name else 1), name
+            checked += 1
+            continue
+        dtype = {"packed-fp16": torch.float16, "packed-bf16": torch.bfloat16}.get(variant, torch.float32)
+        resolved = _parse_options(options, "cuda", dtype)
+        assert resolved["use_triton"] == ("triton" in name), name
+        assert resolved["cuda_graphs"] == ("graphs" in name), name
+        assert resolved["in_flight"] == (2 if "in_flight 2" in name else 1), name
+        assert resolved["pin_inputs"] == ("pinned" in name), name
         checked += 1
-    assert checked >= 10
+    assert checked >= 16
+
+
+def test_kernel_profile_runs_eager_one_batch_at_a_time(tiny_model, pairs, tmp_path, monkeypatch):
+    from crossenc.kernels.packed_predictor import _parse_options
+
+    seen = {}
+
+    def scorer(path, variant, options, *args, **kwargs):
+        seen["options"] = _parse_options(options, "cuda", torch.float16)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(gpu_check, "pretokenized_scorer", scorer)
+    gpu_check.write_kernel_profile(tiny_model, pairs, tmp_path / "profile.txt", device="cuda")
+    resolved = seen["options"]
+    assert (resolved["cuda_graphs"], resolved["in_flight"], resolved["use_triton"]) == (False, 1, True)
+    assert "stop here" in (tmp_path / "profile.txt").read_text()

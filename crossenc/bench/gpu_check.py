@@ -278,7 +278,8 @@ def row_plan(path: Path) -> list[tuple[str, Callable[[], tuple[Scorer, dict]] | 
     eager = {"cuda_graphs": False, "use_triton": False, **one}
     graphs = {"cuda_graphs": True, "use_triton": False, "graph_max_tokens": PACKED_MAX_TOKENS, **one}
     triton_graphs = {**graphs, "use_triton": True}
-    big = {**triton_graphs, "in_flight": 2, "graph_max_tokens": 2 * PACKED_MAX_TOKENS, "graph_max_batch": 4 * CROSSENC_BATCH}
+    big = {**triton_graphs, "in_flight": 2, "graph_max_tokens": 2 * PACKED_MAX_TOKENS,
+           "graph_max_batch": 4 * CROSSENC_BATCH}
     queued = {**triton_graphs, "in_flight": 2}
     pinned = {**queued, "pin_inputs": True}
 
@@ -304,7 +305,8 @@ def row_plan(path: Path) -> list[tuple[str, Callable[[], tuple[Scorer, dict]] | 
          {"batch_size": 4 * CROSSENC_BATCH, "max_tokens": 2 * PACKED_MAX_TOKENS, "in_flight": 2,
           "pretokenized": True}),
         ("crossenc packed-fp16 + graphs + in_flight 2, pre-tokenized",
-         lambda: pretokenized_scorer(path, "packed-fp16", {**graphs, "in_flight": 2}, CROSSENC_BATCH, PACKED_MAX_TOKENS),
+         lambda: pretokenized_scorer(path, "packed-fp16", {**graphs, "in_flight": 2}, CROSSENC_BATCH,
+                                     PACKED_MAX_TOKENS),
          fields(packed, in_flight=2, pretokenized=True)),
         ("crossenc packed-fp16 + triton + graphs + in_flight 2 + pinned inputs, pre-tokenized",
          lambda: pretokenized_scorer(path, "packed-fp16", pinned, CROSSENC_BATCH, PACKED_MAX_TOKENS),
@@ -433,7 +435,8 @@ def write_kernel_profile(path: Path, pairs: list, target: Path, device: str = "c
 
     try:
         cuda = device == "cuda"
-        variant, options = ("packed-fp16", {"use_triton": True}) if cuda else ("packed", {})
+        eager = {"cuda_graphs": False, "in_flight": 1}  # graphs would hide the kernels; one batch at a time
+        variant, options = ("packed-fp16", {**eager, "use_triton": True}) if cuda else ("packed", eager)
         score, _ = pretokenized_scorer(path, variant, options, CROSSENC_BATCH, PACKED_MAX_TOKENS, device=device)
         score(pairs)  # tokenize, warm up
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
@@ -446,7 +449,8 @@ def write_kernel_profile(path: Path, pairs: list, target: Path, device: str = "c
         )
         atomic_write(target, f"{len(pairs)} pairs, one pass\n{table}\n".encode())
     except Exception as error:
-        atomic_write(target, f"profile failed: {type(error).__name__}: {error}\n{traceback.format_exc(limit=6)}".encode())
+        failure = f"profile failed: {type(error).__name__}: {error}\n{traceback.format_exc(limit=6)}"
+        atomic_write(target, failure.encode())
 
 
 def weights_dtype(path: Path) -> str | None:

@@ -6,7 +6,7 @@ and runs :class:`~crossenc.kernels.packed_model.PackedEncoder` on the real token
 
 ``request.options`` (``backend_kwargs`` of ``CrossEncoder``):
 ``use_triton`` (True for ``packed-fp16`` on CUDA) Triton bias+GELU, residual+LayerNorm and attention kernels on CUDA;
-``cuda_graphs`` (True on CUDA) replay one CUDA graph per token bucket; ``attention`` (None) force an
+``cuda_graphs`` (True for ``packed-fp16`` on CUDA) replay one CUDA graph per token bucket; ``attention`` (None) force an
 implementation from ``crossenc.kernels.attention.ATTENTION``; ``graph_max_tokens`` (32768)
 largest graph bucket; ``graph_max_batch`` (256) most sequences per graph batch; ``in_flight`` (2 on
 CUDA, else 1) batches queued on the GPU before the oldest one's logits are read (:mod:`crossenc.backends.in_flight`);
@@ -21,7 +21,13 @@ import numpy as np
 import torch
 
 from crossenc.backends import LoadRequest, check_options
-from crossenc.backends.in_flight import DEFAULT_IN_FLIGHT, InFlightPredictions, check_depth, default_in_flight, to_device
+from crossenc.backends.in_flight import (
+    DEFAULT_IN_FLIGHT,
+    InFlightPredictions,
+    check_depth,
+    default_in_flight,
+    to_device,
+)
 from crossenc.hardware import has_cpu_bf16
 from crossenc.inputs import check_flag
 from crossenc.kernels.attention import AttentionChoice, VarlenBatch, select_attention
@@ -48,10 +54,9 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 }
 # H100, Debian pairs already tokenized (results/nvidia-h100-80gb-hbm3/gpu_check_repeat.md, one run):
 # graphs with Triton kernels 95,911 pairs/s, graphs with torch ops 76,713; eager, the host spends 2.2x
-# the GPU's time launching kernels (kernel_profile.txt). Triton is the default for fp16 only (the
-# precision measured); without Triton (not importable) torch ops are used; a failed capture runs eager.
-CUDA_DEFAULTS: dict[str, Any] = {"cuda_graphs": True}
-CUDA_FP16_DEFAULTS: dict[str, Any] = {**CUDA_DEFAULTS, "use_triton": True}
+# the GPU's time launching kernels (kernel_profile.txt). Defaults for fp16 only, the precision measured;
+# without Triton (not importable) torch ops are used; a failed capture runs eager.
+CUDA_FP16_DEFAULTS: dict[str, Any] = {"cuda_graphs": True, "use_triton": True}
 
 
 class PackedPredictor(InFlightPredictions):
@@ -100,12 +105,11 @@ class PackedPredictor(InFlightPredictions):
 
 
 def _parse_options(options: dict[str, Any], device: str, dtype: torch.dtype) -> dict[str, Any]:
-    """``options`` over the defaults for ``device`` and ``dtype`` (:data:`CUDA_FP16_DEFAULTS`, :data:`CUDA_DEFAULTS`), checked."""
+    """``options`` over the defaults for ``device`` and ``dtype`` (:data:`CUDA_FP16_DEFAULTS`), checked."""
     check_options(options, DEFAULT_OPTIONS, "packed-variant")
-    cuda_defaults = {} if torch.device(device).type != "cuda" else (
-        CUDA_FP16_DEFAULTS if dtype == torch.float16 else CUDA_DEFAULTS
-    )
-    defaults = {**DEFAULT_OPTIONS, **cuda_defaults, "in_flight": default_in_flight(device)}
+    fp16_on_cuda = torch.device(device).type == "cuda" and dtype == torch.float16
+    defaults = {**DEFAULT_OPTIONS, **(CUDA_FP16_DEFAULTS if fp16_on_cuda else {})}
+    defaults["in_flight"] = default_in_flight(device)
     parsed = {**defaults, **options}
     for name in ("graph_max_tokens", "graph_max_batch"):
         if not isinstance(parsed[name], int) or parsed[name] <= 0:
@@ -157,9 +161,9 @@ def _graph_runner(
     if not options["cuda_graphs"]:
         return None, "off"
     if device.type != "cuda":
-        return None, "requested, but CUDA graphs need a CUDA device: eager"
+        return None, "on, but CUDA graphs need a CUDA device: eager"
     if not encoder.ops.attention.graph_safe:
-        return None, f"requested, but attention {encoder.ops.attention.name!r} is not capturable: eager"
+        return None, f"on, but attention {encoder.ops.attention.name!r} is not capturable: eager"
     buckets = token_buckets(512, max(512, options["graph_max_tokens"]))
     runner = CudaGraphRunner(
         encoder,
