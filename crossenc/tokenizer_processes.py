@@ -22,6 +22,7 @@ import multiprocessing
 import os
 import pickle
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
@@ -42,6 +43,19 @@ def _encode_in_worker(pairs: Sequence[tuple[str, str]], use_token_type_ids: bool
     if _WORKER_ENCODER is None:
         raise RuntimeError("tokenizer worker was not initialised")
     return _WORKER_ENCODER.encode(pairs, use_token_type_ids)
+
+
+def timed_encode_in_worker(pairs: Sequence[tuple[str, str]], use_token_type_ids: bool) -> tuple[EncodedPairs, dict]:
+    """``_encode_in_worker`` plus facts for diagnosis: worker pid, wall and CPU seconds, CPUs it may run on."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    encoded = _encode_in_worker(pairs, use_token_type_ids)
+    affinity = getattr(os, "sched_getaffinity", None)
+    return encoded, {
+        "pid": os.getpid(),
+        "wall_s": time.perf_counter() - wall,
+        "cpu_s": time.process_time() - cpu,
+        "cpus_allowed": len(affinity(0)) if affinity else None,
+    }
 
 
 def process_chunk_pairs(num_pairs: int, processes: int, batch_size: int, largest: int) -> int:

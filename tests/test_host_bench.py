@@ -22,6 +22,12 @@ def test_bench_host_writes_results(tiny_model, tmp_path, capsys):
     assert [run["rayon_threads"] for run in result["runs"]] == ["1"]
     assert [row["tokenizer_processes"] for row in result["feeding"]] == [0, 1]
     assert all(row["pairs_per_s"] > 0 for row in result["feeding"])
+    in_process, one_worker = result["feeding"]
+    assert in_process["workers"] is None
+    facts = one_worker["workers"]
+    assert facts["distinct_workers"] == 1 and facts["chunks"] * facts["pairs_per_chunk"] >= 10 * 5
+    assert 0 < facts["busy_fraction"] <= 1.05 and facts["chunk_cpu_over_wall"] > 0 and facts["worker_pairs_per_s"] > 0
+    assert "Workers timing themselves" in (tmp_path / "host.md").read_text()
     assert result["command"].startswith("crossenc bench-host --model")
     assert "| tokenize pairs (joint, as Hugging Face) |" in (tmp_path / "host.md").read_text()
     assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]

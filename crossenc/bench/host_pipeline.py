@@ -134,10 +134,12 @@ def measure_feeding(model: str, workload_spec: str, repetitions: int, processes:
                 thread_cpu.append(time.thread_time() - thread)
                 process_cpu.append(time.process_time() - process)
                 walls.append(time.perf_counter() - wall)
+            workers = worker_facts(pool, pairs, uses_types, count) if pool is not None else None
         finally:
             if pool is not None:
                 pool.close()
         rows.append({
+            "workers": workers,
             "tokenizer_processes": count,
             "rayon_threads": os.environ.get("RAYON_NUM_THREADS", "all"),
             "tokenizers_parallelism": os.environ.get("TOKENIZERS_PARALLELISM", "unset"),
@@ -146,6 +148,37 @@ def measure_feeding(model: str, workload_spec: str, repetitions: int, processes:
             "process_cpu_us_per_pair": statistics.median(process_cpu) / len(pairs) * 1e6,
         })
     return rows
+
+
+def worker_facts(pool, pairs: list, uses_types: bool, count: int) -> dict[str, Any]:
+    """One pass over the same chunks with each worker timing itself: are the workers slow, or idle?
+
+    ``busy_fraction`` is the workers' summed encoding time over ``count`` x the pass's wall time
+    (1.0: all busy throughout); ``chunk_cpu_over_wall`` near 1 means a chunk had its core to itself.
+    """
+    import functools
+
+    from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS
+    from crossenc.tokenizer_processes import process_chunk_pairs, timed_encode_in_worker
+
+    chunk = process_chunk_pairs(len(pairs), count, GPU_BATCH_SIZE, DEFAULT_CHUNK_PAIRS)
+    chunks = [pairs[offset : offset + chunk] for offset in range(0, len(pairs), chunk)]
+    encode = functools.partial(timed_encode_in_worker, use_token_type_ids=uses_types)
+    start = time.perf_counter()
+    facts = [fact for _, fact in pool.executor.map(encode, chunks)]
+    wall = time.perf_counter() - start
+    chunk_wall = [fact["wall_s"] for fact in facts]
+    return {
+        "chunks": len(chunks),
+        "pairs_per_chunk": chunk,
+        "pass_wall_s": wall,
+        "distinct_workers": len({fact["pid"] for fact in facts}),
+        "cpus_allowed": sorted({fact["cpus_allowed"] for fact in facts if fact["cpus_allowed"] is not None}),
+        "chunk_wall_s_mean": statistics.mean(chunk_wall),
+        "chunk_cpu_over_wall": sum(fact["cpu_s"] for fact in facts) / max(sum(chunk_wall), 1e-9),
+        "busy_fraction": sum(chunk_wall) / (count * wall),
+        "worker_pairs_per_s": sum(len(c) for c in chunks) / max(sum(chunk_wall), 1e-9),
+    }
 
 
 def run_children(model: str, workload_spec: str, repetitions: int, threads: list[int]) -> list[dict[str, Any]]:
@@ -190,6 +223,19 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {row['tokenizer_processes']} | {row['pairs_per_s']:,.0f} | {gil_side:.2f} |")
     lines += ["", "GIL-side CPU: in-process, the calling thread's CPU time (the Rust threads run without the GIL); "
               "with workers, all of this process's CPU time (pickling texts out and arrays back)."]
+    timed = [row for row in result["feeding"] if row.get("workers")]
+    if timed:
+        lines += ["", "Workers timing themselves over one more pass (busy: summed encoding time / (workers x wall); "
+                  "CPU/wall near 1: each chunk had a core to itself):", "",
+                  "| tokenizer processes | chunks x pairs | distinct workers | CPUs allowed | pairs/s per busy worker "
+                  "| chunk CPU/wall | busy |", "|---:|---|---:|---|---:|---:|---:|"]
+        for row in timed:
+            facts = row["workers"]
+            lines.append(
+                f"| {row['tokenizer_processes']} | {facts['chunks']} x {facts['pairs_per_chunk']} | "
+                f"{facts['distinct_workers']} | {facts['cpus_allowed']} | {facts['worker_pairs_per_s']:,.0f} | "
+                f"{facts['chunk_cpu_over_wall']:.2f} | {facts['busy_fraction']:.0%} |"
+            )
     one_thread = [run for run in runs if run["rayon_threads"] == "1"]
     if one_thread:
         single = next(row for row in one_thread[0]["rows"] if row["stage"].startswith("tokenize, each distinct"))
