@@ -29,6 +29,7 @@ from crossenc.checkpoint_writer import write_checkpoint
 from crossenc.inputs import InputTypeError, check_positive, check_rank_inputs, normalize_pairs
 from crossenc.model_source import ModelSource, position_limit, resolve_model, usable_max_length
 from crossenc.pair_encoding import EncodedPairs, PairEncoder
+from crossenc.pair_tokenizer import PairTokenizer
 from crossenc.predictor import Predictor, TokenBatch
 from crossenc.scores import activation_path, logits_to_scores, rank_order, resolve_activation
 from crossenc.st_compat import (
@@ -362,6 +363,12 @@ class CrossEncoder:
         prepended to each query, the current max_length; tokenized in this process."""
         return self._encode_with(self._pair_encoder, self._prompted_pairs(pairs, None, None)[0])
 
+    def pair_tokenizer(self) -> PairTokenizer:
+        """A picklable ``tokenize_pairs`` (this model's tokenizer, default prompt and current max_length) to
+        run in other processes; feed its output to :meth:`predict_tokenized`."""
+        query_prompt = resolve_prompt(self.prompts, self.default_prompt_name, None, None)
+        return PairTokenizer(self._pair_encoder, self.uses_token_type_ids, query_prompt or None)
+
     def _prompted_pairs(
         self, inputs: Any, prompt: str | None, prompt_name: str | None
     ) -> tuple[list[tuple[str, str]], bool]:
@@ -488,16 +495,20 @@ class CrossEncoder:
             if not isinstance(array, np.ndarray) or array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
                 raise InputTypeError(f"EncodedPairs.{name} must be a 1-D numpy array of integers")
         offsets, ids = encoded.offsets, encoded.ids
-        if len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(ids) or (np.diff(offsets) < 0).any():
+        if len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(ids) or (offsets[1:] < offsets[:-1]).any():
             raise ValueError("EncodedPairs.offsets must start at 0, never decrease and end at len(ids)")
         lengths = np.diff(offsets)
-        shortest = max(1, self.tokenizer.num_special_tokens_to_add(pair=True))
-        if len(lengths) and lengths.min() < shortest:
+        if len(lengths) == 0:
+            return replace(encoded, type_ids=None)  # nothing to score
+        if lengths.min() == 0:
+            raise ValueError("a tokenized pair is empty (0 tokens): there is nothing to score")
+        shortest = self.tokenizer.num_special_tokens_to_add(pair=True)
+        if lengths.min() < shortest:
             raise ValueError(
                 f"a tokenized pair has {int(lengths.min())} tokens; every pair has at least its {shortest} "
                 "special tokens: tokenize with this model's tokenize_pairs()"
             )
-        if len(lengths) and lengths.max() > self.max_length:
+        if lengths.max() > self.max_length:
             raise ValueError(
                 f"a tokenized pair has {int(lengths.max())} tokens, more than this CrossEncoder's "
                 f"max_length={self.max_length}: tokenize with this model's tokenize_pairs()"

@@ -46,14 +46,18 @@ def _encode_in_worker(pairs: Sequence[tuple[str, str]], use_token_type_ids: bool
 
 
 def timed_encode_in_worker(pairs: Sequence[tuple[str, str]], use_token_type_ids: bool) -> tuple[EncodedPairs, dict]:
-    """``_encode_in_worker`` plus facts for diagnosis: worker pid, wall and CPU seconds, CPUs it may run on."""
-    wall, cpu = time.perf_counter(), time.process_time()
+    """``_encode_in_worker`` plus facts for diagnosis: worker pid, start and end on the system-wide monotonic
+    clock (``time.monotonic``, comparable across processes on Linux), the encoding thread's CPU seconds, and how
+    many CPUs the worker may run on. Unpickling the texts and pickling the arrays back are outside the timing."""
+    start, cpu = time.monotonic(), time.thread_time()
     encoded = _encode_in_worker(pairs, use_token_type_ids)
+    end = time.monotonic()
     affinity = getattr(os, "sched_getaffinity", None)
     return encoded, {
         "pid": os.getpid(),
-        "wall_s": time.perf_counter() - wall,
-        "cpu_s": time.process_time() - cpu,
+        "start": start,
+        "end": end,
+        "cpu_s": time.thread_time() - cpu,
         "cpus_allowed": len(affinity(0)) if affinity else None,
     }
 

@@ -219,7 +219,11 @@ def test_predict_tokenized_refuses_what_the_model_cannot_read(tiny_model, pairs)
         "must not be negative": replace(encoded, ids=encoded.ids - 10_000),
         "type_vocab_size": replace(encoded, type_ids=encoded.type_ids + 5),
         "offsets": replace(encoded, offsets=encoded.offsets[:-1]),
-        "at least its 3 special tokens": replace(encoded, offsets=np.concatenate([[0], encoded.offsets])),
+        "is empty": replace(encoded, offsets=np.concatenate([[0], encoded.offsets])),
+        "at least its 3 special tokens": type(encoded)(
+            np.array([101, 102], np.int32), np.zeros(2, np.int8), np.array([0, 2], np.int64)
+        ),
+        "never decrease": replace(encoded, offsets=np.array([0, 9, 4, len(encoded.ids)], np.uint64)),
     }
     for message, bad in refused.items():
         with pytest.raises((ValueError, InputTypeError), match=message):
@@ -239,3 +243,18 @@ def test_predict_tokenized_drops_type_ids_a_model_does_not_read(tiny_model, pair
     ones = replace(encoded, type_ids=np.ones_like(encoded.type_ids))
     without = replace(encoded, type_ids=None)
     np.testing.assert_array_equal(encoder.predict_tokenized(ones), encoder.predict_tokenized(without))
+
+
+def test_pair_tokenizer_pickles_and_matches_tokenize_pairs(tiny_model, pairs):
+    import pickle
+
+    encoder = CrossEncoder(str(tiny_model), prompts={"q": "query: "}, default_prompt_name="q")
+    tokenizer = pickle.loads(pickle.dumps(encoder.pair_tokenizer()))
+    expected = encoder.tokenize_pairs(pairs)
+    got = tokenizer(pairs)
+    for name in ("ids", "type_ids", "offsets"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(expected, name))
+    assert tokenizer.query_prompt == "query: "
+    np.testing.assert_array_equal(encoder.predict_tokenized(got), encoder.predict(pairs))
+    empty = encoder.pair_tokenizer()([])
+    assert len(empty) == 0 and encoder.predict_tokenized(empty).shape == (0,)

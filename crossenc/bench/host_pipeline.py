@@ -153,8 +153,10 @@ def measure_feeding(model: str, workload_spec: str, repetitions: int, processes:
 def worker_facts(pool, pairs: list, uses_types: bool, count: int) -> dict[str, Any]:
     """One pass over the same chunks with each worker timing itself: are the workers slow, or idle?
 
-    ``busy_fraction`` is the workers' summed encoding time over ``count`` x the pass's wall time
-    (1.0: all busy throughout); ``chunk_cpu_over_wall`` near 1 means a chunk had its core to itself.
+    ``worker_pairs_per_s``: pairs per second of encoding time (slow workers show here);
+    ``chunk_cpu_over_wall`` near 1: each chunk had a core to itself; ``peak_concurrency``: most chunks
+    being encoded at the same moment (``min(count, chunks)`` when the workers really run in parallel);
+    ``first_start_ms``: from the pass's start to the first chunk's start (delivery delay).
     """
     import functools
 
@@ -163,21 +165,31 @@ def worker_facts(pool, pairs: list, uses_types: bool, count: int) -> dict[str, A
 
     chunk = process_chunk_pairs(len(pairs), count, GPU_BATCH_SIZE, DEFAULT_CHUNK_PAIRS)
     chunks = [pairs[offset : offset + chunk] for offset in range(0, len(pairs), chunk)]
+    if not chunks:
+        return {"error": "no pairs"}
     encode = functools.partial(timed_encode_in_worker, use_token_type_ids=uses_types)
-    start = time.perf_counter()
-    facts = [fact for _, fact in pool.executor.map(encode, chunks)]
-    wall = time.perf_counter() - start
-    chunk_wall = [fact["wall_s"] for fact in facts]
+    try:
+        start = time.monotonic()
+        facts = [fact for _, fact in pool.executor.map(encode, chunks)]
+        wall = time.monotonic() - start
+    except Exception as error:  # a diagnostic: never lose the row's measurement to it
+        return {"error": f"{type(error).__name__}: {error}"}
+    busy = sum(fact["end"] - fact["start"] for fact in facts)
+    events = sorted([(fact["start"], 1) for fact in facts] + [(fact["end"], -1) for fact in facts])
+    running = peak = 0
+    for _, change in events:  # ends sort before starts at equal times: touching chunks do not overlap
+        running += change
+        peak = max(peak, running)
     return {
         "chunks": len(chunks),
         "pairs_per_chunk": chunk,
         "pass_wall_s": wall,
         "distinct_workers": len({fact["pid"] for fact in facts}),
         "cpus_allowed": sorted({fact["cpus_allowed"] for fact in facts if fact["cpus_allowed"] is not None}),
-        "chunk_wall_s_mean": statistics.mean(chunk_wall),
-        "chunk_cpu_over_wall": sum(fact["cpu_s"] for fact in facts) / max(sum(chunk_wall), 1e-9),
-        "busy_fraction": sum(chunk_wall) / (count * wall),
-        "worker_pairs_per_s": sum(len(c) for c in chunks) / max(sum(chunk_wall), 1e-9),
+        "worker_pairs_per_s": len(pairs) / max(busy, 1e-9),
+        "chunk_cpu_over_wall": sum(fact["cpu_s"] for fact in facts) / max(busy, 1e-9),
+        "peak_concurrency": peak,
+        "first_start_ms": (min(fact["start"] for fact in facts) - start) * 1e3,
     }
 
 
@@ -223,18 +235,22 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {row['tokenizer_processes']} | {row['pairs_per_s']:,.0f} | {gil_side:.2f} |")
     lines += ["", "GIL-side CPU: in-process, the calling thread's CPU time (the Rust threads run without the GIL); "
               "with workers, all of this process's CPU time (pickling texts out and arrays back)."]
-    timed = [row for row in result["feeding"] if row.get("workers")]
+    timed = [row for row in result["feeding"] if row.get("workers") and "error" not in row["workers"]]
     if timed:
-        lines += ["", "Workers timing themselves over one more pass (busy: summed encoding time / (workers x wall); "
-                  "CPU/wall near 1: each chunk had a core to itself):", "",
-                  "| tokenizer processes | chunks x pairs | distinct workers | CPUs allowed | pairs/s per busy worker "
-                  "| chunk CPU/wall | busy |", "|---:|---|---:|---|---:|---:|---:|"]
+        lines += ["", "Workers timing themselves over one more pass (encoding only; unpickling texts and pickling "
+                  "arrays are outside it). Slow workers show in pairs/s per worker; idle ones in the peak number of "
+                  "chunks encoded at once (min(workers, chunks) if they run in parallel) and the first chunk's "
+                  "delay:", "",
+                  "| tokenizer processes | chunks x pairs | distinct workers | CPUs allowed | pairs/s per worker "
+                  "| chunk CPU/wall | peak chunks at once | first chunk after, ms | pass wall, ms |",
+                  "|---:|---|---:|---|---:|---:|---:|---:|---:|"]
         for row in timed:
             facts = row["workers"]
             lines.append(
                 f"| {row['tokenizer_processes']} | {facts['chunks']} x {facts['pairs_per_chunk']} | "
                 f"{facts['distinct_workers']} | {facts['cpus_allowed']} | {facts['worker_pairs_per_s']:,.0f} | "
-                f"{facts['chunk_cpu_over_wall']:.2f} | {facts['busy_fraction']:.0%} |"
+                f"{facts['chunk_cpu_over_wall']:.2f} | {facts['peak_concurrency']} | {facts['first_start_ms']:.0f} | "
+                f"{facts['pass_wall_s'] * 1e3:.0f} |"
             )
     one_thread = [run for run in runs if run["rayon_threads"] == "1"]
     if one_thread:
