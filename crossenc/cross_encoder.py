@@ -14,7 +14,6 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from transformers import PreTrainedModel
 from crossenc.backends import LoadRequest, backend_loader, check_backend, check_variant
 from crossenc.batching import PaddingStats, default_max_tokens, iter_batches
 from crossenc.checkpoint_writer import write_checkpoint
-from crossenc.inputs import InputTypeError, check_positive, check_rank_inputs, normalize_pairs
+from crossenc.inputs import check_encoded_pairs, check_positive, check_rank_inputs, normalize_pairs
 from crossenc.model_source import ModelSource, position_limit, resolve_model, usable_max_length
 from crossenc.pair_encoding import EncodedPairs, PairEncoder
 from crossenc.pair_tokenizer import PairTokenizer
@@ -361,7 +360,9 @@ class CrossEncoder:
     def tokenize_pairs(self, pairs: list[tuple[str, str]]) -> EncodedPairs:
         """Token ids of ``pairs`` exactly as ``predict(pairs)`` scores them: the default prompt (if any)
         prepended to each query, the current max_length; tokenized in this process."""
-        return self._encode_with(self._pair_encoder, self._prompted_pairs(pairs, None, None)[0])
+        tokenize = self.pair_tokenizer()
+        with self._tokenizer_lock:
+            return tokenize(pairs)
 
     def pair_tokenizer(self) -> PairTokenizer:
         """A picklable ``tokenize_pairs`` (this model's tokenizer, default prompt and current max_length) to
@@ -441,13 +442,9 @@ class CrossEncoder:
         self._check_call_device(device, pool)
         batch_size = check_positive("batch_size", batch_size)
         pairs, is_single = self._prompted_pairs(inputs, prompt, prompt_name)
-        if show_progress_bar is None:
-            show_progress_bar = logger.getEffectiveLevel() in (logging.INFO, logging.DEBUG)
-        if not pairs:  # what sentence-transformers returns for no inputs
-            if convert_to_tensor:
-                return torch.tensor([], device=self.device)
-            return np.array([]) if convert_to_numpy else []
-        logits = self.predict_logits(pairs, batch_size=batch_size, show_progress_bar=bool(show_progress_bar))
+        if not pairs:
+            return self._no_scores(convert_to_numpy, convert_to_tensor)
+        logits = self.predict_logits(pairs, batch_size=batch_size, show_progress_bar=_progress(show_progress_bar))
         result = self._scores(logits, activation_fn, apply_softmax, convert_to_numpy, convert_to_tensor)
         return result[0] if is_single else result
 
@@ -470,59 +467,24 @@ class CrossEncoder:
         no longer than the current one.
         """
         batch_size = check_positive("batch_size", batch_size)
-        encoded = self._checked_tokenized(encoded)
-        if show_progress_bar is None:
-            show_progress_bar = logger.getEffectiveLevel() in (logging.INFO, logging.DEBUG)
+        encoded = check_encoded_pairs(
+            encoded,
+            max_length=self.max_length,
+            num_special=self.tokenizer.num_special_tokens_to_add(pair=True),
+            vocab_size=int(getattr(self.config, "vocab_size", 0) or 0),
+            type_vocab_size=int(getattr(self.config, "type_vocab_size", 0) or 0),
+            uses_token_type_ids=self.uses_token_type_ids,
+        )
         if len(encoded) == 0:
-            if convert_to_tensor:
-                return torch.tensor([], device=self.device)
-            return np.array([]) if convert_to_numpy else []
-        logits = self._logits_of_chunks([(0, encoded)], len(encoded), batch_size, bool(show_progress_bar))
+            return self._no_scores(convert_to_numpy, convert_to_tensor)
+        logits = self._logits_of_chunks([(0, encoded)], len(encoded), batch_size, _progress(show_progress_bar))
         return self._scores(logits, activation_fn, apply_softmax, convert_to_numpy, convert_to_tensor)
 
-    def _checked_tokenized(self, encoded: EncodedPairs) -> EncodedPairs:
-        """``encoded`` as this model reads it (type ids dropped if it reads none), or a ValueError/TypeError
-        naming what makes it unusable: bad arrays, a pair shorter than the special tokens or longer than
-        max_length, ids outside the vocabulary, type ids missing or out of range."""
-        if not isinstance(encoded, EncodedPairs):
-            raise InputTypeError(
-                f"predict_tokenized takes the EncodedPairs of tokenize_pairs(), got {type(encoded).__name__}"
-            )
-        arrays = {"ids": encoded.ids, "offsets": encoded.offsets, "type_ids": encoded.type_ids}
-        for name, array in arrays.items():
-            if array is None and name == "type_ids":
-                continue
-            if not isinstance(array, np.ndarray) or array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
-                raise InputTypeError(f"EncodedPairs.{name} must be a 1-D numpy array of integers")
-        offsets, ids = encoded.offsets, encoded.ids
-        if len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(ids) or (offsets[1:] < offsets[:-1]).any():
-            raise ValueError("EncodedPairs.offsets must start at 0, never decrease and end at len(ids)")
-        lengths = np.diff(offsets)
-        if len(lengths) == 0:
-            return replace(encoded, type_ids=None)  # nothing to score
-        if lengths.min() == 0:
-            raise ValueError("a tokenized pair is empty (0 tokens): there is nothing to score")
-        shortest = self.tokenizer.num_special_tokens_to_add(pair=True)
-        if lengths.min() < shortest:
-            raise ValueError(
-                f"a tokenized pair has {int(lengths.min())} tokens; every pair has at least its {shortest} "
-                "special tokens: tokenize with this model's tokenize_pairs()"
-            )
-        if lengths.max() > self.max_length:
-            raise ValueError(
-                f"a tokenized pair has {int(lengths.max())} tokens, more than this CrossEncoder's "
-                f"max_length={self.max_length}: tokenize with this model's tokenize_pairs()"
-            )
-        _check_id_range("token ids", ids, int(getattr(self.config, "vocab_size", 0) or 0), "vocabulary")
-        if not self.uses_token_type_ids:
-            return replace(encoded, type_ids=None) if encoded.type_ids is not None else encoded  # as predict does
-        if encoded.type_ids is None:
-            raise ValueError("this model reads token type ids; EncodedPairs.type_ids is None")
-        if len(encoded.type_ids) != len(ids):
-            raise ValueError(f"EncodedPairs has {len(ids)} ids but {len(encoded.type_ids)} type ids")
-        type_vocab_size = int(getattr(self.config, "type_vocab_size", 0) or 0)
-        _check_id_range("type ids", encoded.type_ids, type_vocab_size, "type_vocab_size")
-        return encoded
+    def _no_scores(self, convert_to_numpy: bool, convert_to_tensor: bool) -> Any:
+        """What sentence-transformers returns for no inputs."""
+        if convert_to_tensor:
+            return torch.tensor([], device=self.device)
+        return np.array([]) if convert_to_numpy else []
 
     def _scores(self, logits: np.ndarray, activation_fn: Callable | None, apply_softmax: bool | None,
                 convert_to_numpy: bool, convert_to_tensor: bool) -> Any:
@@ -611,12 +573,8 @@ class CrossEncoder:
         )
 
 
-def _check_id_range(what: str, values: np.ndarray, size: int, limit_name: str) -> None:
-    """ValueError unless every value is >= 0 and, when ``size`` is known (> 0), below it: out-of-range ids
-    would fail inside an embedding lookup (on CUDA, a device assert that breaks the context)."""
-    if not len(values):
-        return
-    if values.min() < 0:
-        raise ValueError(f"{what} must not be negative (got {int(values.min())})")
-    if size and values.max() >= size:
-        raise ValueError(f"{what} must lie in [0, {size}) for this model's {limit_name} (got {int(values.max())})")
+def _progress(show_progress_bar: bool | None) -> bool:
+    """sentence-transformers' default: a progress bar when logging at INFO or DEBUG."""
+    if show_progress_bar is None:
+        return logger.getEffectiveLevel() in (logging.INFO, logging.DEBUG)
+    return bool(show_progress_bar)

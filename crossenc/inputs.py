@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence, Set
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
+
+from crossenc.pair_encoding import EncodedPairs
 
 Pair = tuple[str, str]
 
@@ -97,3 +100,66 @@ def check_rank_inputs(query: Any, documents: Any, top_k: Any) -> tuple[str, list
         if top_k < 0:
             raise ValueError(f"top_k must be >= 0 or None, got {top_k}")
     return query, cleaned
+
+
+def check_encoded_pairs(
+    encoded: EncodedPairs,
+    *,
+    max_length: int,
+    num_special: int,
+    vocab_size: int,
+    type_vocab_size: int,
+    uses_token_type_ids: bool,
+) -> EncodedPairs:
+    """``encoded`` as a model reads it (type ids dropped if it reads none), or a ValueError/TypeError naming
+    what makes it unusable: bad arrays, an empty pair, one shorter than the ``num_special`` special tokens or
+    longer than ``max_length``, ids outside the vocabulary, type ids missing or out of range (sizes of 0:
+    unknown, not checked)."""
+    if not isinstance(encoded, EncodedPairs):
+        raise InputTypeError(
+            f"predict_tokenized takes the EncodedPairs of tokenize_pairs(), got {type(encoded).__name__}"
+        )
+    for name in ("ids", "offsets", "type_ids"):
+        array = getattr(encoded, name)
+        if array is None and name == "type_ids":
+            continue
+        if not isinstance(array, np.ndarray) or array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+            raise InputTypeError(f"EncodedPairs.{name} must be a 1-D numpy array of integers")
+    offsets, ids = encoded.offsets, encoded.ids
+    if len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(ids) or (offsets[1:] < offsets[:-1]).any():
+        raise ValueError("EncodedPairs.offsets must start at 0, never decrease and end at len(ids)")
+    lengths = np.diff(offsets)
+    if len(lengths) == 0:
+        return replace(encoded, type_ids=None)  # nothing to score
+    if lengths.min() == 0:
+        raise ValueError("a tokenized pair is empty (0 tokens): there is nothing to score")
+    if lengths.min() < num_special:
+        raise ValueError(
+            f"a tokenized pair has {int(lengths.min())} tokens; every pair has at least its {num_special} "
+            "special tokens: tokenize with this model's tokenize_pairs()"
+        )
+    if lengths.max() > max_length:
+        raise ValueError(
+            f"a tokenized pair has {int(lengths.max())} tokens, more than this CrossEncoder's "
+            f"max_length={max_length}: tokenize with this model's tokenize_pairs()"
+        )
+    _check_id_range("token ids", ids, vocab_size, "vocabulary")
+    if not uses_token_type_ids:
+        return replace(encoded, type_ids=None) if encoded.type_ids is not None else encoded  # as predict does
+    if encoded.type_ids is None:
+        raise ValueError("this model reads token type ids; EncodedPairs.type_ids is None")
+    if len(encoded.type_ids) != len(ids):
+        raise ValueError(f"EncodedPairs has {len(ids)} ids but {len(encoded.type_ids)} type ids")
+    _check_id_range("type ids", encoded.type_ids, type_vocab_size, "type_vocab_size")
+    return encoded
+
+
+def _check_id_range(what: str, values: np.ndarray, size: int, limit_name: str) -> None:
+    """ValueError unless every value is >= 0 and, when ``size`` is known (> 0), below it: out-of-range ids
+    would fail inside an embedding lookup (on CUDA, a device assert that breaks the context)."""
+    if not len(values):
+        return
+    if values.min() < 0:
+        raise ValueError(f"{what} must not be negative (got {int(values.min())})")
+    if size and values.max() >= size:
+        raise ValueError(f"{what} must lie in [0, {size}) for this model's {limit_name} (got {int(values.max())})")

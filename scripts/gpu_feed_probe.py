@@ -88,10 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     debian = load_debian()
     small, big = debian.subset(300, min(10, args.queries)).pairs(), debian.subset(300, args.queries).pairs()
-    recorder = gpu_check.Recorder(args.out, {
-        **gpu_check.environment(), "model": str(args.model), "weights_dtype": gpu_check.weights_dtype(args.model),
-        "gflop_per_pair": gpu_check.gflop_per_pair(args.model, big),
-    })
+    recorder = gpu_check.Recorder(args.out, gpu_check.run_environment(args.model, big))
     for name, factory, fields, interval, chunks in plan(args.model, gpu_check.TOKENIZER_PROCESSES):
         if args.match not in name:
             continue

@@ -138,6 +138,12 @@ def environment() -> dict[str, Any]:
     return info
 
 
+def run_environment(path: Path, pairs: list) -> dict[str, Any]:
+    """:func:`environment` plus the checkpoint, its stored dtype and its GFLOP per pair of ``pairs``."""
+    return {**environment(), "model": str(path), "weights_dtype": weights_dtype(path),
+            "gflop_per_pair": gflop_per_pair(path, pairs)}
+
+
 def measure(score: Scorer, small: list, big: list, reps: int) -> dict[str, Any]:
     """Scores on ``small`` (also a warm-up), one warm-up pass on ``big``, then ``reps`` timed passes."""
     from crossenc.bench.host_pipeline import timed_calls
@@ -401,8 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"gpu_check: {path} is not a checkpoint folder (no config.json); see the module docstring")
     debian = load_debian()
     small, big = debian.subset(300, 10).pairs(), debian.subset(300, args.big_queries).pairs()
-    recorder = Recorder(args.out, {**environment(), "model": str(path), "weights_dtype": weights_dtype(path),
-                                   "gflop_per_pair": gflop_per_pair(path, big)})
+    recorder = Recorder(args.out, run_environment(path, big))
     reference, broken = None, None
     for name, factory, fields in row_plan(path):
         skip = broken or (

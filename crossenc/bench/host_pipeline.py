@@ -113,13 +113,13 @@ def measure_feeding(model: str, workload_spec: str, repetitions: int, processes:
     rows = []
     for count in [0, *processes]:
         pool = TokenizerProcesses(encoder, count, uses_types) if count else None
+        chunk = process_chunk_pairs(len(pairs), max(count, 1), GPU_BATCH_SIZE, DEFAULT_CHUNK_PAIRS)  # as CrossEncoder
 
         def consume() -> None:
             if pool is None:
                 for offset in range(0, len(pairs), DEFAULT_CHUNK_PAIRS):
                     encoder.encode(pairs[offset : offset + DEFAULT_CHUNK_PAIRS], uses_types)
                 return
-            chunk = process_chunk_pairs(len(pairs), count, GPU_BATCH_SIZE, DEFAULT_CHUNK_PAIRS)  # as CrossEncoder does
             for _ in TokenizeAhead(pool.encode, pairs, chunk, executor=pool.executor, depth=2 * count):
                 pass
 
@@ -134,7 +134,7 @@ def measure_feeding(model: str, workload_spec: str, repetitions: int, processes:
                 thread_cpu.append(time.thread_time() - thread)
                 process_cpu.append(time.process_time() - process)
                 walls.append(time.perf_counter() - wall)
-            workers = worker_facts(pool, pairs, uses_types, count) if pool is not None else None
+            workers = worker_facts(pool, pairs, uses_types, count, chunk) if pool is not None else None
         finally:
             if pool is not None:
                 pool.close()
@@ -150,8 +150,8 @@ def measure_feeding(model: str, workload_spec: str, repetitions: int, processes:
     return rows
 
 
-def worker_facts(pool, pairs: list, uses_types: bool, count: int) -> dict[str, Any]:
-    """One pass over the same chunks with each worker timing itself: are the workers slow, or idle?
+def worker_facts(pool, pairs: list, uses_types: bool, count: int, chunk: int) -> dict[str, Any]:
+    """One pass over the same ``chunk``-pair chunks, each worker timing itself: are the workers slow, or idle?
 
     ``worker_pairs_per_s``: pairs per second of encoding time (slow workers show here);
     ``chunk_cpu_over_wall`` near 1: each chunk had a core to itself; ``peak_concurrency``: most chunks
@@ -160,10 +160,8 @@ def worker_facts(pool, pairs: list, uses_types: bool, count: int) -> dict[str, A
     """
     import functools
 
-    from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS
-    from crossenc.tokenizer_processes import process_chunk_pairs, timed_encode_in_worker
+    from crossenc.tokenizer_processes import timed_encode_in_worker
 
-    chunk = process_chunk_pairs(len(pairs), count, GPU_BATCH_SIZE, DEFAULT_CHUNK_PAIRS)
     chunks = [pairs[offset : offset + chunk] for offset in range(0, len(pairs), chunk)]
     if not chunks:
         return {"error": "no pairs"}
