@@ -550,19 +550,48 @@ class CrossEncoder:
             )
 
     # ----------------------------------------------------------------- saving
-    def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write a Hugging Face checkpoint (fp32 safetensors, tokenizer, activation) to ``path``, with the
-        files sentence-transformers 6 writes (activation, prompts), so either library reloads it alike.
-        Files of ``path`` that this does not write are left in place, as sentence-transformers does."""
+    def save_pretrained(
+        self,
+        path: str | os.PathLike,
+        model_name: str | None = None,
+        create_model_card: bool = True,
+        train_datasets: list[str] | None = None,
+        safe_serialization: bool = True,
+    ) -> Path:
+        """Write a Hugging Face checkpoint (the weights this CrossEncoder scores with, tokenizer,
+        activation) to ``path``, with the files sentence-transformers 6 writes (activation, prompts),
+        so either library reloads it alike. Files of ``path`` that this does not write are left in
+        place, as sentence-transformers does. ``model_name``, ``create_model_card`` and
+        ``train_datasets`` are accepted for sentence-transformers' signature; no model card is written."""
+        if not safe_serialization:
+            raise ValueError(
+                "crossenc saves safetensors only (safe_serialization=False would write pickle weights, "
+                "which crossenc refuses to load without allow_pickle=True)"
+            )
         activation = activation_path(self.activation_fn)
         return write_checkpoint(
-            self.source.load_torch_model(self.config),
+            self._model_to_save(),
             self.tokenizer,
             Path(path),
             {"sentence_transformers": {"activation_fn": activation}},
             overwrite=True,
             merge=True,
             extra=lambda folder: write_saved_settings(folder, activation, self.prompts, self.default_prompt_name),
+        )
+
+    save = save_pretrained  # sentence-transformers' older name
+
+    def _model_to_save(self) -> PreTrainedModel:
+        """The weights in memory where the backend holds the complete model, else the checkpoint's own.
+
+        A save never changes weights: re-reading a checkpoint that lacks some weights (a head
+        initialised at load) would write new random ones, so that case is refused instead.
+        """
+        model = self.model
+        if model is not None and "quantization" not in self.predictor.info.details:
+            return model
+        return self.source.load_torch_model(
+            self.config, complete_for=f"saving from the {self.backend} backend ({self.predictor.info.variant})"
         )
 
     def __repr__(self) -> str:

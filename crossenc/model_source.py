@@ -44,11 +44,13 @@ class ModelSource:
             raise ValueError(f"{self.name}: crossenc needs a fast (Rust) tokenizer; found {type(tokenizer).__name__}")
         return tokenizer
 
-    def load_torch_model(self, config, **overrides):
+    def load_torch_model(self, config, *, complete_for: str | None = None, **overrides):
         """The Hugging Face ``*ForSequenceClassification`` model, safetensors only unless allowed.
 
         Weights load as fp32 unless ``model_kwargs`` or ``overrides`` name a ``dtype``: transformers
         would otherwise keep the dtype a checkpoint was saved in (an fp16 file running fp16 on a CPU).
+        ``complete_for`` (what the weights are for) refuses a checkpoint that lacks weights, since
+        transformers initialises those at random on every load (a base model without its head).
         """
         import torch
         from transformers import AutoModelForSequenceClassification
@@ -64,13 +66,29 @@ class ModelSource:
         if "torch_dtype" in kwargs:  # transformers 5 renamed torch_dtype to dtype
             kwargs.setdefault("dtype", kwargs.pop("torch_dtype"))
         kwargs.setdefault("dtype", torch.float32)
-        return AutoModelForSequenceClassification.from_pretrained(
+        model, loading = AutoModelForSequenceClassification.from_pretrained(
             self.path,
             config=config,
             trust_remote_code=self.trust_remote_code,
             use_safetensors=None if self.allow_pickle else True,
+            output_loading_info=True,
             **kwargs,
         )
+        initialised = initialised_weights(loading)
+        if complete_for and initialised:
+            shown = ", ".join(initialised[:4]) + (", ..." if len(initialised) > 4 else "")
+            raise ValueError(
+                f"{self.name} lacks weights that transformers initialises at random on each load ({shown}), "
+                f"so {complete_for} would not reproduce the scores you see. Load it once with "
+                "CrossEncoder(..., backend='torch'), save_pretrained() that, and use the saved folder"
+            )
+        return model
+
+
+def initialised_weights(loading: dict[str, Any]) -> list[str]:
+    """Names of the weights a checkpoint lacked (missing or of another shape), from transformers' loading info."""
+    mismatched = {key[0] if isinstance(key, tuple) else key for key in loading.get("mismatched_keys") or ()}
+    return sorted(set(loading.get("missing_keys") or ()) | mismatched)
 
 
 def resolve_model(

@@ -14,6 +14,7 @@ Runtime's fusions (Attention, SkipLayerNorm, BiasGelu, EmbedLayerNorm) still mat
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -58,7 +59,8 @@ def first_token_layer(
 class FirstTokenLastLayer(torch.nn.Module):
     """``model`` with its last encoder layer computed for position 0 only; returns ``{"logits"}``.
 
-    Takes ownership of ``model``: its encoder loses the last layer and its pooler (both move here).
+    Shares ``model``'s modules and weights but leaves ``model`` itself whole: it stays the complete
+    Hugging Face model (``CrossEncoder.model``), and an edit to its weights reaches this wrapper too.
     """
 
     def __init__(self, model: torch.nn.Module) -> None:
@@ -70,10 +72,8 @@ class FirstTokenLastLayer(torch.nn.Module):
             )
         base = getattr(model, model.base_model_prefix)
         self.last_layer = base.encoder.layer[-1]
-        base.encoder.layer = torch.nn.ModuleList(list(base.encoder.layer)[:-1])
         self.pooler = getattr(base, "pooler", None)
-        base.pooler = None  # the truncated stack's pooled output would be wrong; pooled below instead
-        self.base = base
+        self.base = _without_last_layer(base)
         self.dropout = getattr(model, "dropout", None) or torch.nn.Identity()
         self.classifier = model.classifier
         self.config = model.config
@@ -92,6 +92,24 @@ class FirstTokenLastLayer(torch.nn.Module):
         else:  # RoBERTa / XLM-R: the classification head reads features[:, 0, :]
             logits = self.classifier(first)
         return {"logits": logits}
+
+
+def _shallow_module_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """A new module object over the same parameters, with its own child table to edit."""
+    clone = copy.copy(module)
+    clone._modules = dict(module._modules)  # copy.copy would share the child dict with ``module``
+    return clone
+
+
+def _without_last_layer(base: torch.nn.Module) -> torch.nn.Module:
+    """``base`` (BertModel, RobertaModel, ...) without its last encoder layer and pooler, weights shared."""
+    encoder = _shallow_module_copy(base.encoder)
+    encoder.layer = torch.nn.ModuleList(list(base.encoder.layer)[:-1])
+    truncated = _shallow_module_copy(base)
+    truncated.encoder = encoder
+    if "pooler" in truncated._modules:
+        truncated.pooler = None  # the truncated stack's pooled output would be wrong; pooled in forward instead
+    return truncated
 
 
 def first_token_model(model: torch.nn.Module) -> torch.nn.Module:

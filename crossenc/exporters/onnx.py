@@ -141,7 +141,7 @@ def torch_export(
     """``torch.onnx.export`` with dynamic batch and sequence axes; inputs the model's tokenizer emits."""
     import torch
 
-    model = source.load_torch_model(hf_config, attn_implementation="eager").eval()
+    model = source.load_torch_model(hf_config, complete_for="an ONNX export", attn_implementation="eager").eval()
     if first_token:
         model = first_token_model(model)
     tokenizer = source.load_tokenizer()

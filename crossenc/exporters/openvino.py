@@ -174,7 +174,7 @@ def convert_model(source: ModelSource, hf_config, first_token: bool = True) -> t
     ov = require("openvino", "openvino", "OpenVINO export")
     names = input_names(source)
     attn = source.model_kwargs.get("attn_implementation", "sdpa")
-    model = source.load_torch_model(hf_config, attn_implementation=attn).eval()
+    model = source.load_torch_model(hf_config, complete_for="an OpenVINO export", attn_implementation=attn).eval()
     if first_token:
         model = first_token_model(model)
     example = _example_inputs(names, int(getattr(hf_config, "vocab_size", 0) or 100))
