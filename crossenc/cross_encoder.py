@@ -6,7 +6,6 @@ everything backend-specific sits behind the Predictor protocol.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import copy
 import functools
@@ -21,11 +20,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from crossenc.backends import LoadRequest, backend_loader, check_backend, check_variant
-from crossenc.batching import PaddingStats, default_max_tokens, iter_batches
+from crossenc.batching import PaddingStats, default_max_tokens
 from crossenc.chat_template import ChatTemplateEncoder, has_chat_template
 from crossenc.checkpoint_writer import write_checkpoint
 from crossenc.inputs import (
@@ -39,7 +37,8 @@ from crossenc.inputs import (
 from crossenc.model_source import ModelSource, position_limit, resolve_model, usable_max_length
 from crossenc.pair_encoding import EncodedPairs, PairEncoder
 from crossenc.pair_tokenizer import PairTokenizer
-from crossenc.predictor import Predictor, TokenBatch
+from crossenc.pipeline import BatchPlan, score_chunks, text_chunks
+from crossenc.predictor import Predictor
 from crossenc.scores import activation_path, logits_to_scores, rank_order, resolve_activation
 from crossenc.st_compat import (
     call_arguments,
@@ -50,7 +49,7 @@ from crossenc.st_compat import (
     split_backend_model_kwargs,
     write_saved_settings,
 )
-from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS, TokenizeAhead, should_tokenize_ahead
+from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS, TokenizeAhead
 from crossenc.tokenizer_processes import TokenizerProcesses, check_processes, process_chunk_pairs
 
 logger = logging.getLogger(__name__)
@@ -318,14 +317,15 @@ class CrossEncoder:
 
     def _logits_of_chunks(self, chunks, num_pairs: int, batch_size: int, show_progress_bar: bool) -> np.ndarray:
         """Logits of ``(offset, EncodedPairs)`` chunks covering ``num_pairs`` pairs, in input order."""
-        logits = np.zeros((num_pairs, self.num_labels), dtype=np.float32)
-        stats = PaddingStats()
-        lock = contextlib.nullcontext() if self.predictor.info.thread_safe else self._predict_lock
-        with lock, tqdm(total=num_pairs, desc="Scoring", unit="pair", disable=not show_progress_bar) as progress:
-            for indices, batch_logits in self._run_batches(self._batches(chunks, batch_size), stats):
-                logits[indices] = batch_logits
-                progress.update(len(indices))
-        self.last_padding = stats
+        logits, self.last_padding = score_chunks(
+            self.predictor,
+            chunks,
+            num_pairs,
+            self.num_labels,
+            BatchPlan(batch_size, self.max_tokens, self.pad_token_id),
+            lock=None if self.predictor.info.thread_safe else self._predict_lock,
+            show_progress_bar=show_progress_bar,
+        )
         return logits
 
     def _chunks(self, pairs: list[tuple[str, str]], batch_size: int, encoder) -> contextlib.AbstractContextManager:
@@ -337,9 +337,8 @@ class CrossEncoder:
         if self.tokenizer_processes and len(pairs) > chunk and encoder is self._pair_encoder:
             return self._pool_chunks(pairs, batch_size, chunk)
         encode = functools.partial(self._encode_with, encoder)
-        if should_tokenize_ahead(self.tokenize_ahead, str(self.predictor.info.device), len(pairs), chunk):
-            return TokenizeAhead(encode, pairs, chunk)
-        return contextlib.nullcontext([(0, encode(pairs))])
+        return text_chunks(pairs, encode, tokenize_ahead=self.tokenize_ahead, device=str(self.predictor.info.device),
+                           chunk_pairs=chunk)
 
     @contextlib.contextmanager
     def _pool_chunks(self, pairs: list[tuple[str, str]], batch_size: int, largest: int) -> Iterator[TokenizeAhead]:
@@ -373,18 +372,6 @@ class CrossEncoder:
                 self._pool_finalizer = weakref.finalize(self, pool.close)
                 self._tokenizer_pool = pool
             return self._tokenizer_pool
-
-    def _batches(self, chunks, batch_size: int) -> Iterator[tuple[np.ndarray, TokenBatch]]:
-        """One stream of ``(input indices, batch)`` over all chunks: in-flight queues never drain between chunks."""
-        for offset, encoded in chunks:
-            for indices, batch in iter_batches(
-                encoded,
-                self.predictor.info,
-                batch_size=batch_size,
-                max_tokens=self.max_tokens,
-                pad_token_id=self.pad_token_id,
-            ):
-                yield offset + indices, batch
 
     def _retire_pool(self) -> None:
         """Retire the pool: new calls start another; calls using it finish first, then it closes."""
@@ -440,39 +427,6 @@ class CrossEncoder:
     def _encode_with(self, encoder: PairEncoder | ChatTemplateEncoder, pairs: list[tuple[str, str]]) -> EncodedPairs:
         with self._tokenizer_lock:
             return encoder.encode(pairs, self.uses_token_type_ids)
-
-    def _run_batches(self, batches, stats: PaddingStats) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield ``(indices, logits)``; backends with ``predict_many`` keep several batches in flight."""
-        predict_many = getattr(self.predictor, "predict_many", None)
-        if predict_many is None:
-            for indices, batch in batches:
-                stats.add(batch)
-                yield indices, self._checked_rows(indices, self.predictor.predict_logits(batch))
-            return
-        pending: collections.deque[np.ndarray] = collections.deque()
-
-        def feed():
-            for indices, batch in batches:
-                pending.append(indices)
-                stats.add(batch)
-                yield batch
-
-        with contextlib.closing(predict_many(feed())) as results:  # an error stops queued work too
-            for batch_logits in results:
-                if not pending:
-                    raise RuntimeError(f"{self.backend} predict_many returned more batches than it was given")
-                indices = pending.popleft()
-                yield indices, self._checked_rows(indices, batch_logits)
-        if pending:
-            raise RuntimeError(f"{self.backend} predict_many returned {len(pending)} batch(es) too few")
-
-    def _checked_rows(self, indices: np.ndarray, batch_logits: np.ndarray) -> np.ndarray:
-        if batch_logits.shape != (len(indices), self.num_labels):
-            raise RuntimeError(
-                f"{self.backend} returned logits of shape {tuple(batch_logits.shape)} for a batch of {len(indices)} "
-                f"pairs of a {self.num_labels}-label model"
-            )
-        return batch_logits
 
     @call_arguments
     def predict(
