@@ -16,6 +16,7 @@ EXTERNAL_COMMANDS = {
     "bench": ("crossenc.bench.cli", "benchmark every backend on this machine"),
     "bench-host": ("crossenc.bench.host_pipeline", "measure the host's tokenize/batch/pack stages (what feeds a GPU)"),
     "autotune": ("crossenc.bench.autotune_cli", "pick the fastest backend within an accuracy budget"),
+    "support": ("crossenc.support", "try every backend/variant on one model here: ok / refused / not here"),
 }
 
 

@@ -32,7 +32,7 @@ from crossenc.exporters.base import (
     copy_support_files,
     write_export,
 )
-from crossenc.exporters.first_token import first_token_model, last_layer_note
+from crossenc.exporters.first_token import export_model, last_layer_note
 from crossenc.exporters.manifest import tool_versions, write_manifest
 from crossenc.exporters.verify import TOLERANCES, Tolerance, VerificationReport
 from crossenc.model_source import ModelSource
@@ -142,8 +142,7 @@ def torch_export(
     import torch
 
     model = source.load_torch_model(hf_config, complete_for="an ONNX export", attn_implementation="eager").eval()
-    if first_token:
-        model = first_token_model(model)
+    model = export_model(model, first_token)
     tokenizer = source.load_tokenizer()
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if "token_type_ids" in tokenizer.model_input_names else [])
     sample = {name: torch.ones(2, 16, dtype=torch.long) for name in names}

@@ -62,7 +62,7 @@ from crossenc.exporters.base import (
     copy_support_files,
     write_export,
 )
-from crossenc.exporters.first_token import first_token_model, last_layer_note
+from crossenc.exporters.first_token import export_model, last_layer_note
 from crossenc.exporters.manifest import tool_versions, write_manifest
 from crossenc.exporters.verify import TOLERANCES, Tolerance, VerificationReport, VerificationSet, compare_logits
 from crossenc.model_source import ModelSource, position_limit
@@ -175,8 +175,7 @@ def convert_model(source: ModelSource, hf_config, first_token: bool = True) -> t
     names = input_names(source)
     attn = source.model_kwargs.get("attn_implementation", "sdpa")
     model = source.load_torch_model(hf_config, complete_for="an OpenVINO export", attn_implementation=attn).eval()
-    if first_token:
-        model = first_token_model(model)
+    model = export_model(model, first_token)
     example = _example_inputs(names, int(getattr(hf_config, "vocab_size", 0) or 100))
     max_length = position_limit(hf_config) or 512
     try:
@@ -195,6 +194,7 @@ def convert_model(source: ModelSource, hf_config, first_token: bool = True) -> t
             ov_model = ov.convert_model(model, example_input=example, input=shapes)
         route = "torchscript"
     ov_model.outputs[0].get_tensor().set_names({"logits"})
+    attn = getattr(model.config, "_attn_implementation", None) or attn  # eager where the model has no SDPA
     return ov_model, {"converter": f"{route} + openvino.convert_model", "attn_implementation": attn, "inputs": names,
                       "last_layer": last_layer_note(model)}
 
