@@ -1,4 +1,4 @@
-"""Command line: ``crossenc predict | rank | export | bench | autotune``. Thin: parses, calls the API."""
+"""Command line: ``crossenc predict | rank | export | bench | autotune | serve``. Thin: parses, calls the API."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ EXTERNAL_COMMANDS = {
     "bench": ("crossenc.bench.cli", "benchmark every backend on this machine"),
     "bench-host": ("crossenc.bench.host_pipeline", "measure the host's tokenize/batch/pack stages (what feeds a GPU)"),
     "autotune": ("crossenc.bench.autotune_cli", "pick the fastest backend within an accuracy budget"),
+    "serve": ("crossenc.serve.cli", "HTTP reranking server (TEI / Cohere routes, cross-request batching)"),
 }
 
 
