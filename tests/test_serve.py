@@ -326,7 +326,8 @@ def test_metrics_count_refusals(server):
 # ---------------------------------------------------------------------- concurrency
 def test_32_concurrent_clients_get_their_own_results(server, tiny_encoder):
     requests = [query_and_documents(1 + (index * 5) % 24, seed=100 + index) for index in range(32)]
-    expected = [tiny_encoder.predict([(query, document) for document in documents]) for query, documents in requests]
+    scores = tiny_encoder.predict([(query, document) for query, documents in requests for document in documents])
+    expected = np.split(scores, np.cumsum([len(documents) for _, documents in requests])[:-1])
     start = threading.Barrier(len(requests))
 
     def ask(request):
@@ -385,6 +386,14 @@ def test_request_timeout_answers_504_and_recovers(tiny_encoder):
         wait_for(lambda: app.state.crossenc.scheduler.queued_pairs == 0)
 
 
+def test_backend_error_answers_500_json_and_spares_others(tiny_encoder):
+    gated = GatedEncoder(tiny_encoder, poison="slow")
+    gated.gate.set()
+    with thread_server(create_app(gated)) as url:
+        assert_error(httpx.post(f"{url}/rerank", json={"query": "q", "texts": ["a slow game"]}), 500, "poisoned")
+        assert httpx.post(f"{url}/rerank", json={"query": "q", "texts": ["a fast game"]}).status_code == 200
+
+
 def test_multi_label_model_predict_and_rerank(tiny_model_3labels):
     from crossenc import CrossEncoder
 
@@ -393,7 +402,8 @@ def test_multi_label_model_predict_and_rerank(tiny_model_3labels):
     with thread_server(create_app(encoder)) as url:
         reply = httpx.post(f"{url}/predict", json={"pairs": pairs, "apply_softmax": True})
         assert reply.status_code == 200, reply.text
-        np.testing.assert_allclose(reply.json()["scores"], encoder.predict(pairs, apply_softmax=True), atol=ATOL, rtol=0)
+        expected = encoder.predict(pairs, apply_softmax=True)
+        np.testing.assert_allclose(reply.json()["scores"], expected, atol=ATOL, rtol=0)
         assert_error(httpx.post(f"{url}/rerank", json={"query": "q", "texts": ["a"]}), 422, "3 labels")
 
 

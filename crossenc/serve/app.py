@@ -229,6 +229,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def non_finite(request: Request, error: FloatingPointError):
         return _json_error(500, str(error), "backend")
 
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception):  # starlette still logs the traceback
+        return _json_error(500, f"internal error: {type(error).__name__}: {error}", "backend")
+
 
 def _add_routes(app: FastAPI) -> None:
     guarded = [Depends(_require_key)]
@@ -243,7 +247,8 @@ def _add_routes(app: FastAPI) -> None:
     @app.get("/info", dependencies=guarded)
     async def info(request: Request):
         state = _state(request)
-        details = {**state.encoder.info(), "max_length": state.encoder.max_length, "num_labels": state.encoder.num_labels}
+        encoder = state.encoder
+        details = {**encoder.info(), "max_length": encoder.max_length, "num_labels": encoder.num_labels}
         return jsonable_encoder({**details, "model": state.model_name, "server": state.settings.public()})
 
     @app.get("/metrics", dependencies=guarded)

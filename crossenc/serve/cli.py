@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     parser.add_argument("--max-length", type=int, default=None, help="tokens per pair (default: the model's)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
     parser.add_argument("--max-batch-tokens", type=int, default=None,
                         help="tokens per model batch (default: 1024 on CPU, 16384 on GPU)")
     parser.add_argument("--batch-size", type=int, default=None, help="rows per model batch (default: from tokens)")

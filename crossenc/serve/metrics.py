@@ -25,13 +25,15 @@ class ServeMetrics:
             "crossenc_request_duration_seconds", "HTTP request latency", ["route"],
             buckets=LATENCY_BUCKETS, registry=registry,
         )
-        self.in_progress = prometheus.Gauge("crossenc_requests_in_progress", "HTTP requests being handled", registry=registry)
-        prometheus.Gauge("crossenc_queue_pairs", "pairs admitted, not yet answered", registry=registry).set_function(
-            queued_pairs
+        self.in_progress = prometheus.Gauge(
+            "crossenc_requests_in_progress", "HTTP requests being handled", registry=registry
         )
-        prometheus.Gauge("crossenc_queue_requests", "requests admitted, not yet answered", registry=registry).set_function(
-            queued_requests
+        queue_pairs = prometheus.Gauge("crossenc_queue_pairs", "pairs admitted, not yet answered", registry=registry)
+        queue_pairs.set_function(queued_pairs)
+        queue_requests = prometheus.Gauge(
+            "crossenc_queue_requests", "requests admitted, not yet answered", registry=registry
         )
+        queue_requests.set_function(queued_requests)
         self.rejected = prometheus.Counter(
             "crossenc_rejected_requests", "requests refused before scoring, by reason", ["reason"], registry=registry
         )
@@ -55,7 +57,8 @@ class ServeMetrics:
             "crossenc_padding_efficiency", "real / padded tokens of the last merged call", registry=registry
         )
         self.merged_failures = prometheus.Counter(
-            "crossenc_merged_failures", "merged calls that failed and were retried request by request", registry=registry
+            "crossenc_merged_failures", "merged calls that failed and were retried request by request",
+            registry=registry,
         )
 
     def observe_group(self, stats: GroupStats) -> None:

@@ -290,10 +290,12 @@ class Scheduler:
         seconds = time.perf_counter() - started
         padding = getattr(self.encoder, "last_padding", None)
         real = int(merged.lengths.sum())
-        stats = GroupStats(len(group), len(merged), real, getattr(padding, "padded_tokens", real), seconds, merged_failed)
+        padded = getattr(padding, "padded_tokens", real)
+        stats = GroupStats(len(group), len(merged), real, padded, seconds, merged_failed)
         if seconds > 0 and not merged_failed:
             rate = len(merged) / seconds
-            self._pairs_per_second = rate if self._pairs_per_second is None else 0.8 * self._pairs_per_second + 0.2 * rate
+            previous = self._pairs_per_second
+            self._pairs_per_second = rate if previous is None else 0.8 * previous + 0.2 * rate  # smoothed
         try:
             self._observe(stats)
         except Exception:
