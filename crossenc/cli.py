@@ -1,4 +1,4 @@
-"""Command line: ``crossenc predict | rank | export | bench | autotune``. Thin: parses, calls the API."""
+"""Command line: ``crossenc predict | rank | export | bench | autotune | serve``. Thin: parses, calls the API."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ EXTERNAL_COMMANDS = {
     "bench-host": ("crossenc.bench.host_pipeline", "measure the host's tokenize/batch/pack stages (what feeds a GPU)"),
     "autotune": ("crossenc.bench.autotune_cli", "pick the fastest backend within an accuracy budget"),
     "support": ("crossenc.support", "try every backend/variant on one model here: ok / refused / not here"),
+    "serve": ("crossenc.serve.cli", "HTTP reranking server (TEI / Cohere routes, cross-request batching)"),
 }
 
 
