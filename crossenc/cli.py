@@ -1,4 +1,4 @@
-"""Command line: ``crossenc predict | rank | export | bench | autotune``. Thin: parses, calls the API."""
+"""Command line: ``crossenc predict | rank | score | export | bench | autotune``. Thin: parses, calls the API."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ EXTERNAL_COMMANDS = {
     "bench": ("crossenc.bench.cli", "benchmark every backend on this machine"),
     "bench-host": ("crossenc.bench.host_pipeline", "measure the host's tokenize/batch/pack stages (what feeds a GPU)"),
     "autotune": ("crossenc.bench.autotune_cli", "pick the fastest backend within an accuracy budget"),
+    "score": ("crossenc.score_cli", "score a JSONL / Parquet file in-process, or on Ray with --ray"),
 }
 
 
