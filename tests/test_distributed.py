@@ -196,7 +196,42 @@ def test_scorer_raises_naming_the_row_by_id_column(encoder, tiny_model):
     assert kept.column("score").to_pylist()[0] == pytest.approx(float(encoder.predict(("q", "d"))), abs=1e-6)
 
 
+def test_exporting_backends_load_once_in_the_driver_and_pin_the_variant(monkeypatch):
+    import crossenc
+    from crossenc.distributed.ray_data import warm_exports
+
+    loads = []
+
+    class RecordingEncoder:
+        def __init__(self, model, **kwargs):
+            loads.append(kwargs)
+
+        def info(self):
+            return {"backend": "onnx", "variant": "optimized"}
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(crossenc, "CrossEncoder", RecordingEncoder)
+    torch_spec = ScoringSpec(model="m")
+    assert warm_exports(torch_spec) is torch_spec and loads == []  # torch exports nothing: no load in the driver
+    pinned = warm_exports(ScoringSpec(model="m", backend="onnx", device="cuda"))
+    assert (pinned.backend, pinned.variant) == ("onnx", "optimized")
+    assert [(load["backend"], load["variant"], load["device"]) for load in loads] == [("onnx", None, "cpu")]
+
+
 # ---------------------------------------------------------------- on Ray
+def test_threads_per_actor_split_the_cpus(local_ray):
+    from crossenc.distributed.ray_data import resources_per_actor
+
+    assert resources_per_actor(1, None, 0) == (2.0, 2)
+    assert resources_per_actor(2, None, 0) == (1.0, 1)
+    assert resources_per_actor(3, None, 0) == (1.0, 1)
+    assert resources_per_actor(2, None, 1) == (1.0, 1)  # GPU actors: one CPU each unless told
+    assert resources_per_actor(1, 0.5, 0) == (0.5, 1)
+    with pytest.raises(ValueError, match="num_gpus"):
+        score_dataset(local_ray.data.from_items([{"query": "q", "document": "d"}]), "m", device="cuda")
+
 def test_score_dataset_pairs_match_predict_in_input_order(local_ray, tiny_model, encoder):
     rows = pair_rows(300)
     ds = local_ray.data.from_arrow(blocks_of(rows, 16))

@@ -111,7 +111,9 @@ def score_dataset(
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
     num_cpus, threads = resources_per_actor(concurrency, num_cpus, num_gpus)
     if options.get("device") is None:
-        options["device"] = "cuda" if num_gpus else "cpu"  # Ray hides the GPUs of an actor that reserved none
+        options["device"] = "cuda" if num_gpus else "cpu"
+    elif str(options["device"]).startswith("cuda") and not num_gpus:
+        raise ValueError(f"device {options['device']!r} needs num_gpus > 0: Ray hides GPUs from actors that reserve none")
     if options.get("threads") is None:
         options["threads"] = threads
     spec = warm_exports(ScoringSpec(model=model, **options))
