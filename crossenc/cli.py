@@ -1,4 +1,4 @@
-"""Command line: ``crossenc predict | rank | export | bench | autotune | serve``. Thin: parses, calls the API."""
+"""Command line: ``crossenc predict | rank | score | export | bench | autotune | serve | support``. Thin: parses, calls the API."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ EXTERNAL_COMMANDS = {
     "autotune": ("crossenc.bench.autotune_cli", "pick the fastest backend within an accuracy budget"),
     "support": ("crossenc.support", "try every backend/variant on one model here: ok / refused / not here"),
     "serve": ("crossenc.serve.cli", "HTTP reranking server (TEI / Cohere routes, cross-request batching)"),
+    "score": ("crossenc.score_cli", "score a JSONL / Parquet file in-process, or on Ray with --ray"),
 }
 
 
