@@ -94,6 +94,18 @@ def _try(model, device, backend, variant, pairs, expected, load_options) -> Cell
     return Cell(backend, variant, status, error, info.get("precision"), ran, time.perf_counter() - start)
 
 
+def parse_cells(text: str | None) -> list[tuple[str, str]] | None:
+    """``"torch:sdpa,onnx:plain"`` -> cells; ValueError naming an unknown one."""
+    if not text:
+        return None
+    known = set(all_cells())
+    cells = [tuple(item.strip().split(":", 1)) for item in text.split(",") if item.strip()]
+    unknown = [":".join(cell) for cell in cells if cell not in known]
+    if unknown:
+        raise ValueError(f"unknown backend:variant {unknown}; known: {sorted(':'.join(c) for c in known)}")
+    return cells  # type: ignore[return-value]
+
+
 def _line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
@@ -112,12 +124,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model folder, Hub id, or 'demo'")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--json", action="store_true", help="print the matrix as JSON")
+    parser.add_argument("--variants", default=None, help="only these cells, e.g. torch:sdpa,onnx:plain")
 
 
 def run(args: argparse.Namespace) -> int:
     from crossenc.cli import resolve_model_argument
 
-    cells = support_matrix(resolve_model_argument(args.model), args.device)
+    cells = support_matrix(resolve_model_argument(args.model), args.device, parse_cells(args.variants))
     if args.json:
         json.dump([asdict(cell) for cell in cells], sys.stdout, indent=1)
         sys.stdout.write("\n")
