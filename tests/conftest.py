@@ -28,6 +28,7 @@ def build_tiny_model(folder: Path, num_labels: int = 1, seed: int = 0, model_typ
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
     vocab += list("abcdefghijklmnopqrstuvwxyz0123456789.,!?-'")
     vocab = list(dict.fromkeys(vocab))  # dense ids: a repeated token would leave an id past the embeddings
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     # transformers 5 ignores vocab_file=: the vocabulary itself must be passed, or every word is [UNK]
     tokenizer = BertTokenizerFast(vocab={token: index for index, token in enumerate(vocab)}, do_lower_case=True,
                                   model_max_length=128)
