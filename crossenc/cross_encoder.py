@@ -159,7 +159,7 @@ class CrossEncoder:
         self._pair_encoder = PairEncoder(self.tokenizer, self.max_length)
         self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         if backend == "auto":
-            from crossenc.bench.autotune import choose_backend
+            from crossenc.profiles import choose_backend
 
             backend, variant = choose_backend(self.source, self.device, accuracy=accuracy)
         variant = check_variant(backend, variant)

@@ -269,8 +269,9 @@ def test_atomic_dir_without_overwrite_keeps_a_target_that_appeared_meanwhile(tmp
 
 def _build(tag: str, passed: bool):
     """A build step for write_export: one file, a manifest, and a report that passes or misses max_abs."""
-    from crossenc.exporters.manifest import MANIFEST_NAME
-    from crossenc.exporters.verify import Tolerance, compare_logits
+    from crossenc.exporters.verify import compare_logits
+    from crossenc.manifest import MANIFEST_NAME
+    from crossenc.quality import Tolerance
 
     def build(staging):
         (staging / "weights.bin").write_text(tag)
@@ -286,7 +287,8 @@ def _build(tag: str, passed: bool):
 
 def test_failed_export_never_replaces_the_target(tmp_path):
     """write_export, the path every exporter takes: only a verified artifact lands at the target."""
-    from crossenc.exporters.base import VerificationFailed, write_export
+    from crossenc.errors import VerificationFailed
+    from crossenc.exporters.base import write_export
 
     target, failed = tmp_path / "artifact", tmp_path / "artifact.failed"
     with pytest.raises(VerificationFailed) as first:
@@ -314,8 +316,8 @@ def test_failed_export_never_replaces_the_target(tmp_path):
 def test_unverified_manifest_is_refused_unless_allowed(tmp_path, tiny_model):
     import shutil
 
-    from crossenc.exporters.base import VerificationFailed
-    from crossenc.exporters.manifest import UnverifiedArtifactWarning, check_manifest, write_manifest
+    from crossenc.errors import UnverifiedArtifactWarning, VerificationFailed
+    from crossenc.manifest import check_manifest, write_manifest
 
     folder = tmp_path / "export"
     shutil.copytree(tiny_model, folder)
@@ -333,7 +335,8 @@ def test_unverified_manifest_is_refused_unless_allowed(tmp_path, tiny_model):
 def test_manifest_detects_modified_file(tmp_path, tiny_model):
     import shutil
 
-    from crossenc.exporters.manifest import ArtifactIntegrityError, check_manifest, write_manifest
+    from crossenc.errors import ArtifactIntegrityError
+    from crossenc.manifest import check_manifest, write_manifest
 
     folder = tmp_path / "export"
     shutil.copytree(tiny_model, folder)

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from crossenc.backends import LoadRequest, check_options
-from crossenc.exporters.manifest import ArtifactIntegrityError, check_manifest, read_manifest
+from crossenc.errors import ArtifactIntegrityError
+from crossenc.manifest import check_manifest, read_manifest
 from crossenc.hardware import physical_cores
 from crossenc.optional import require
 from crossenc.predictor import PredictorInfo, TokenBatch

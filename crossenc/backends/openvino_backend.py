@@ -37,12 +37,8 @@ from typing import Any
 import numpy as np
 
 from crossenc.backends import LoadRequest, check_options
-from crossenc.exporters.manifest import (
-    MANIFEST_NAME,
-    ArtifactIntegrityError,
-    UnverifiedArtifactWarning,
-    check_manifest,
-)
+from crossenc.errors import ArtifactIntegrityError, UnverifiedArtifactWarning
+from crossenc.manifest import MANIFEST_NAME, check_manifest
 from crossenc.hardware import has_cpu_bf16
 from crossenc.optional import require
 from crossenc.predictor import PredictorInfo, TokenBatch

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from crossenc.bench.compare import Comparison
-    from crossenc.bench.workload import Workload
+    from crossenc.workloads import Workload
 
 QUICK_WORKLOAD = "debian:300:3"
 FULL_WORKLOAD = "debian:300:10"
@@ -128,8 +128,8 @@ def run(args: argparse.Namespace) -> int:
     from crossenc.bench.compare import compare_results
     from crossenc.bench.harness import BenchConfig, run_bench
     from crossenc.bench.results import write_result
-    from crossenc.bench.workload import load_workload
-    from crossenc.cli import resolve_model_argument
+    from crossenc.workloads import load_workload
+    from crossenc.demo import expand_alias
 
     workload_spec = args.workload or (QUICK_WORKLOAD if args.quick else FULL_WORKLOAD)
     workload = load_workload(workload_spec)
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     config = BenchConfig(
-        model=resolve_model_argument(args.model),
+        model=expand_alias(args.model),
         device=args.device,
         workload=workload_spec,
         batch_size=args.batch_size,

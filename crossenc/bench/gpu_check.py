@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if not torch.cuda.is_available():
         raise SystemExit("gpu_check needs torch with CUDA and a visible GPU")
-    from crossenc.bench.workload import load_debian
+    from crossenc.workloads import load_debian
     from crossenc.demo import demo_model_path
 
     path = args.model or demo_model_path()

@@ -24,7 +24,7 @@ from crossenc.bench.measure import (
     query_groups,
     random_order_mrr,
 )
-from crossenc.bench.workload import Workload
+from crossenc.workloads import Workload
 from crossenc.hardware import cuda_available, fingerprint, has_cpu_bf16
 
 logger = logging.getLogger(__name__)

@@ -53,7 +53,7 @@ def load_pair_encoder(model: str | Path, split: bool = True):
 def measure_stages(model: str, workload_spec: str, repetitions: int) -> dict[str, Any]:
     """pairs/s of every host stage in this process (its tokenizer thread pool as the environment set it)."""
     from crossenc.batching import collate, collate_packed, plan_batches
-    from crossenc.bench.workload import load_workload
+    from crossenc.workloads import load_workload
     from crossenc.kernels.packing import pack_batch
 
     workload = load_workload(workload_spec)
@@ -104,7 +104,7 @@ def measure_feeding(model: str, workload_spec: str, repetitions: int, processes:
     threads run without the GIL); with worker processes, all of this process's CPU time
     (``process_cpu_us_per_pair``: pickling texts out and arrays back, on the executor's threads).
     """
-    from crossenc.bench.workload import load_workload
+    from crossenc.workloads import load_workload
     from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS, TokenizeAhead
     from crossenc.tokenizer_processes import TokenizerProcesses, process_chunk_pairs
 
@@ -274,9 +274,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crossenc.cli import resolve_model_argument
+    from crossenc.demo import expand_alias
 
-    model = resolve_model_argument(args.model)
+    model = expand_alias(args.model)
     if args.child:
         print(json.dumps(measure_stages(model, args.workload, args.repetitions)))
         return 0

@@ -1,4 +1,4 @@
-"""What every exporter shares: the result type, the failure, the verified-only output folder."""
+"""What every exporter shares: the result type, the verified-only output folder, the support files."""
 
 from __future__ import annotations
 
@@ -10,25 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crossenc.exporters.manifest import MANIFEST_NAME, WEIGHT_SUFFIXES
-from crossenc.exporters.verify import VerificationReport
+from crossenc.demo import expand_alias
+from crossenc.errors import VerificationFailed
+from crossenc.manifest import MANIFEST_NAME, WEIGHT_SUFFIXES
 from crossenc.model_source import ModelSource, resolve_model
 from crossenc.paths import install_dir, staging_dir
+from crossenc.quality import VerificationReport
 
 logger = logging.getLogger(__name__)
 
 COPIED_SUFFIXES = (".json", ".txt", ".model", ".tiktoken")  # tokenizer and config files
 FAILED_SUFFIX = ".failed"  # <output_dir>.failed: the last export into output_dir that failed verification
-
-
-class VerificationFailed(RuntimeError):
-    """An artifact missed its parity tolerance; ``report`` holds the numbers (None: verification was
-    skipped), ``path`` the artifact."""
-
-    def __init__(self, message: str, report: VerificationReport | None, path: Path | None = None) -> None:
-        super().__init__(message)
-        self.report = report
-        self.path = path
 
 
 @dataclass(frozen=True)
@@ -101,10 +93,7 @@ def as_source(model: str | os.PathLike | ModelSource) -> ModelSource:
     """A ModelSource for a folder, Hub id or 'demo'."""
     if isinstance(model, ModelSource):
         return model
-    from crossenc.cli import resolve_model_argument
-
-    name = resolve_model_argument(str(model))
-    return ModelSource(path=resolve_model(name), name=str(model))
+    return ModelSource(path=resolve_model(expand_alias(str(model))), name=str(model))
 
 
 def copy_support_files(source: ModelSource, target: Path) -> list[str]:

@@ -38,7 +38,7 @@ def add_onnx_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_with_verification(export: Callable[[], object]) -> int:
     """Run ``export``; a failed verification prints a loud message and returns 1."""
-    from crossenc.exporters.base import VerificationFailed
+    from crossenc.errors import VerificationFailed
 
     try:
         result = export()

@@ -33,10 +33,10 @@ from crossenc.exporters.base import (
     write_export,
 )
 from crossenc.exporters.first_token import first_token_model, last_layer_note
-from crossenc.exporters.manifest import tool_versions, write_manifest
-from crossenc.exporters.verify import TOLERANCES, Tolerance, VerificationReport
+from crossenc.manifest import tool_versions, write_manifest
 from crossenc.model_source import ModelSource
 from crossenc.optional import require
+from crossenc.quality import TOLERANCES, Tolerance, VerificationReport
 
 logger = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from crossenc.model_source import ModelSource
 from crossenc.optional import require
+from crossenc.workloads import calibration_groups, calibration_queries
 
 if TYPE_CHECKING:
     from crossenc.exporters.onnx import OnnxExportConfig
@@ -67,27 +68,6 @@ BLOCKWISE_ACCURACY_LEVEL = 4  # MatMulNBits: 4 = int8 compute (activations quant
 EXCLUDE_RULES = (
     "embeddings", "attention", "attention_output", "ffn_input", "ffn_output", "last_ffn_output", "pooler", "classifier",
 )
-
-
-def calibration_groups(config: "OnnxExportConfig", seed: int = 0) -> list[list[tuple[str, str]]]:
-    """(query, document) groups to calibrate on: the user's file, else Debian training queries."""
-    from crossenc.bench.workload import FIT_QUERIES, load_debian, load_jsonl
-
-    rng = np.random.default_rng(seed)
-    if config.calibration_file:
-        queries = load_jsonl(config.calibration_file).queries
-    else:
-        queries = load_debian().queries[:FIT_QUERIES]
-    chosen = rng.choice(len(queries), size=min(config.calibration_queries, len(queries)), replace=False)
-    groups = []
-    for index in sorted(chosen.tolist()):
-        query = queries[index]
-        others = [i for i in range(len(query.documents)) if i not in query.relevant]
-        take = max(0, min(CALIBRATION_DOCS_PER_QUERY - len(query.relevant), len(others)))
-        picked = set(rng.choice(len(others), size=take, replace=False).tolist()) if take else set()
-        documents = sorted(query.relevant | {others[i] for i in picked})
-        groups.append([(query.query, query.documents[i]) for i in documents])
-    return groups
 
 
 def calibration_feeds(
@@ -233,7 +213,8 @@ def quantize_static_graph(
     if method is None:
         raise ValueError(f"calibration_method={config.calibration_method!r}; choose MinMax, Entropy or Percentile")
     shaped = _with_shapes(source_file, workdir)
-    groups = calibration_groups(config)
+    queries, origin = calibration_queries(config.calibration_file)
+    groups = calibration_groups(queries, config.calibration_queries, CALIBRATION_DOCS_PER_QUERY)
     pairs = [pair for group in groups for pair in group]
     uniform = config.calibration_method != "MinMax"
     feeds = calibration_feeds(source, pairs, graph_input_names(shaped), CALIBRATION_BATCH_SIZE, uniform)
@@ -248,7 +229,7 @@ def quantize_static_graph(
     return {"mode": "static", "why": WHY["static"], "format": quant_format.name, "activation_type": activation_type.name,
             "weight_type": weight_type.name, "per_channel": config.per_channel, "nodes_excluded": exclude,
             "calibration": {"method": config.calibration_method, "pairs": len(pairs), "queries": len(groups),
-                            "source": config.calibration_file or "debian training queries [:FIT_QUERIES]"}}
+                            "source": origin}}
 
 
 def _import_nbits_quantizer():

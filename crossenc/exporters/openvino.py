@@ -46,7 +46,6 @@ import dataclasses
 import json
 import logging
 import os
-import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,19 +53,21 @@ from typing import Any
 
 import numpy as np
 
+from crossenc.errors import VerificationFailed
 from crossenc.exporters.base import (
     ExportResult,
-    VerificationFailed,
     artifact_encoder,
     as_source,
     copy_support_files,
     write_export,
 )
 from crossenc.exporters.first_token import first_token_model, last_layer_note
-from crossenc.exporters.manifest import tool_versions, write_manifest
-from crossenc.exporters.verify import TOLERANCES, Tolerance, VerificationReport, VerificationSet, compare_logits
+from crossenc.exporters.verify import VerificationSet, compare_logits
+from crossenc.manifest import tool_versions, write_manifest
 from crossenc.model_source import ModelSource, position_limit
 from crossenc.optional import require
+from crossenc.quality import TOLERANCES, Tolerance, VerificationReport
+from crossenc.workloads import calibration_queries, sample_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -202,17 +203,11 @@ def convert_model(source: ModelSource, hf_config, first_token: bool = True) -> t
 # --------------------------------------------------------------------------- int8
 def calibration_pairs(config: OpenVINOExportConfig) -> tuple[list[tuple[str, str]], str]:
     """``subset_size`` (query, document) pairs sampled from the calibration file or Debian training queries."""
-    from crossenc.bench.workload import FIT_QUERIES, load_debian, load_jsonl
-
-    if config.calibration_file:
-        queries, origin = load_jsonl(config.calibration_file).queries, config.calibration_file
-    else:
-        queries, origin = load_debian().queries[:FIT_QUERIES], f"debian training queries [0, {FIT_QUERIES})"
-    pairs = [pair for query in queries for pair in query.pairs()]
+    queries, origin = calibration_queries(config.calibration_file)
+    pairs = sample_pairs(queries, config.subset_size, config.seed)
     if not pairs:
         raise ValueError(f"calibration set {origin} has no (query, document) pairs")
-    chosen = random.Random(config.seed).sample(range(len(pairs)), min(config.subset_size, len(pairs)))
-    return [pairs[index] for index in chosen], origin
+    return pairs, origin
 
 
 def calibration_inputs(
