@@ -22,13 +22,13 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
-from crossenc.backends import LoadRequest, backend_loader, check_backend, check_variant
+from crossenc.backends import LoadRequest, check_backend, check_variant
 from crossenc.batching import PaddingStats, default_max_tokens, iter_batches
 from crossenc.checkpoint_writer import write_checkpoint
 from crossenc.inputs import check_encoded_pairs, check_positive, check_rank_inputs, normalize_pairs
+from crossenc.loading import backend_loader
 from crossenc.model_source import ModelSource, position_limit, resolve_model, usable_max_length
 from crossenc.pair_encoding import EncodedPairs, PairEncoder
-from crossenc.pair_tokenizer import PairTokenizer
 from crossenc.predictor import Predictor, TokenBatch
 from crossenc.scores import activation_path, logits_to_scores, rank_order, resolve_activation
 from crossenc.st_compat import (
@@ -39,6 +39,7 @@ from crossenc.st_compat import (
     resolve_prompt,
     write_saved_settings,
 )
+from crossenc.tokenization import PromptedPairEncoder
 from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS, TokenizeAhead, should_tokenize_ahead
 from crossenc.tokenizer_processes import TokenizerProcesses, check_processes, process_chunk_pairs
 
@@ -364,11 +365,11 @@ class CrossEncoder:
         with self._tokenizer_lock:
             return tokenize(pairs)
 
-    def pair_tokenizer(self) -> PairTokenizer:
+    def pair_tokenizer(self) -> PromptedPairEncoder:
         """A picklable ``tokenize_pairs`` (this model's tokenizer, default prompt and current max_length) to
         run in other processes; feed its output to :meth:`predict_tokenized`."""
         query_prompt = resolve_prompt(self.prompts, self.default_prompt_name, None, None)
-        return PairTokenizer(self._pair_encoder, self.uses_token_type_ids, query_prompt or None)
+        return PromptedPairEncoder(self._pair_encoder, self.uses_token_type_ids, query_prompt or None)
 
     def _prompted_pairs(
         self, inputs: Any, prompt: str | None, prompt_name: str | None

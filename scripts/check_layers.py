@@ -1,9 +1,10 @@
 """Check that crossenc's imports point one way: down the layer table, with no cycles.
 
 ``python scripts/check_layers.py`` prints every violation and exits 1 if there is one;
-tests/test_layers.py runs the same check. Every import counts: module-level, inside functions,
-under ``TYPE_CHECKING``, and string references a registry resolves later (``"crossenc.x:load"``,
-``importlib.import_module("crossenc.x")``), so a lazy import cannot hide an upward dependency.
+tests/test_layers.py runs the same check. Every import counts for the direction: module-level, inside
+functions, under ``TYPE_CHECKING``, and names a registry resolves later (``"crossenc.x:load"``,
+``importlib.import_module("crossenc.x")``), so a lazy import cannot hide an upward dependency. Cycles
+count executed imports only: a type-only import or a registry naming its own plugins is not one.
 """
 
 from __future__ import annotations
@@ -27,16 +28,16 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
               "crossenc.demo", "crossenc.workloads")),
     # pure ops: attention, packing, Triton kernels, the packed encoder
     ("kernels", ("crossenc.kernels",)),
-    # pairs -> token ids -> batches
+    # pairs -> token ids -> batches -> scores (sentence-transformers' settings and score rules included)
     ("text", ("crossenc.pair_encoding", "crossenc.inputs", "crossenc.st_compat", "crossenc.tokenization",
-              "crossenc.batching", "crossenc.tokenize_ahead", "crossenc.tokenizer_processes")),
+              "crossenc.batching", "crossenc.tokenize_ahead", "crossenc.tokenizer_processes", "crossenc.scores")),
     # Predictor implementations and the declaration of each backend
     ("backends", ("crossenc.backends",)),
     # ONNX / OpenVINO artifacts, verified against the torch backend
     ("exporters", ("crossenc.exporters",)),
     # what the facade composes: backend + exporter on load, backend="auto" profiles
     ("loading", ("crossenc.loading", "crossenc.profiles")),
-    ("facade", ("crossenc.cross_encoder", "crossenc.scores")),
+    ("facade", ("crossenc.cross_encoder",)),
     # entry points and services on top of the facade
     ("top", ("crossenc.__init__", "crossenc.cli", "crossenc.bench", "crossenc.serve", "crossenc.distributed*")),
 )
@@ -47,7 +48,7 @@ class Edge:
     source: str
     target: str
     line: int
-    how: str  # "import", "string"
+    how: str  # "import" (executed), "type" (under TYPE_CHECKING), "string" (a name resolved later)
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -88,6 +89,8 @@ def imports_of(module: str, modules: dict[str, Path]) -> list[Edge]:
                   if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
                   and node.body and isinstance(node.body[0], ast.Expr)
                   and isinstance(node.body[0].value, ast.Constant)}
+    type_only = {id(child) for node in ast.walk(tree) if isinstance(node, ast.If) and _is_type_checking(node.test)
+                 for statement in node.body for child in ast.walk(statement)}
     edges: list[Edge] = []
 
     def add(name: str, line: int, how: str = "import") -> None:
@@ -96,9 +99,10 @@ def imports_of(module: str, modules: dict[str, Path]) -> list[Edge]:
             edges.append(Edge(module, target, line, how))
 
     for node in ast.walk(tree):
+        how = "type" if id(node) in type_only else "import"
         if isinstance(node, ast.Import):
             for alias in node.names:
-                add(alias.name, node.lineno)
+                add(alias.name, node.lineno, how)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 anchor = package.split(".")
@@ -106,15 +110,19 @@ def imports_of(module: str, modules: dict[str, Path]) -> list[Edge]:
                 origin = ".".join(anchor + ([node.module] if node.module else []))
             else:
                 origin = node.module or ""
-            add(origin, node.lineno)
-            for alias in node.names:  # ``from crossenc.x import submodule``
-                if f"{origin}.{alias.name}" in modules:
-                    add(f"{origin}.{alias.name}", node.lineno)
+            for alias in node.names:  # ``from crossenc.x import submodule`` imports the submodule, not x's names
+                submodule = f"{origin}.{alias.name}"
+                add(submodule if submodule in modules else origin, node.lineno, how)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
             text = node.value.split(":")[0] if node.value.count(":") == 1 else node.value
             if text.startswith(PACKAGE + ".") and text.replace(".", "").replace("_", "").isalnum() and text in modules:
                 add(text, node.lineno, "string")
     return edges
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 def layer_of(module: str) -> int | None:
@@ -193,11 +201,11 @@ def violations(root: Path = ROOT) -> list[str]:
         if source is not None and target is not None and target > source:
             problems.append(
                 f"{modules[edge.source].relative_to(root)}:{edge.line}: {edge.source} ({LAYERS[source][0]}) "
-                f"imports {edge.target} ({LAYERS[target][0]}) upward" + (" by name" if edge.how == "string" else "")
+                f"imports {edge.target} ({LAYERS[target][0]}) upward" + {"string": " by name", "type": " for types"}.get(edge.how, "")
             )
     module_graph: dict[str, set[str]] = {}
     unit_graph: dict[str, set[str]] = {}
-    for edge in edges:
+    for edge in (edge for edge in edges if edge.how == "import"):
         module_graph.setdefault(edge.source, set()).add(edge.target)
         if unit_of(edge.source) != unit_of(edge.target):
             unit_graph.setdefault(unit_of(edge.source), set()).add(unit_of(edge.target))

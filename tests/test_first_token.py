@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from crossenc.exporters.first_token import FirstTokenLastLayer, first_token_model, last_layer_note
+from crossenc.backends.torch_backend.first_token import FirstTokenLastLayer, first_token_model, last_layer_note
 from tests.test_kernels import build_hf
 
 

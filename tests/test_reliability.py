@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crossenc import CrossEncoder
+from crossenc.backends import BACKENDS
 from crossenc.batching import plan_batches
 
 from conftest import WORDS, random_pairs
@@ -150,14 +150,12 @@ def test_keyboard_interrupt_leaves_instance_usable(tiny_model, pairs):
 
 # ---------------------------------------------------------------- every backend present
 def _backends() -> list[tuple[str, str]]:
-    present = [("torch", "sdpa")]
-    if importlib.util.find_spec("crossenc.kernels.packed_predictor"):
-        present.append(("torch", "packed"))
-    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("crossenc.backends.onnx_backend"):
-        present.append(("onnx", "plain"))
-    if importlib.util.find_spec("openvino") and importlib.util.find_spec("crossenc.backends.openvino_backend"):
-        present.append(("openvino", "fp32"))
-    return present
+    """The first CPU variant of each code path of each installed backend, as crossenc.backends declares them."""
+    present: dict[tuple[str, str], str] = {}
+    for backend in BACKENDS.values():
+        for variant in backend.runnable("cpu"):
+            present.setdefault((backend.name, variant.family), variant.name)
+    return [(backend, variant) for (backend, _), variant in present.items()]
 
 
 @pytest.fixture(scope="module", params=_backends(), ids=lambda p: f"{p[0]}-{p[1]}")

@@ -172,7 +172,7 @@ def test_packed_encoder_with_triton_ops_matches_hf(kernels):
 
 def test_graph_bucket_padding_leaves_real_logits_unchanged(kernels):
     """The inputs a CUDA graph replays (dummy + empty sequences) give the eager logits, here on CPU."""
-    from crossenc.kernels.cuda_graphs import CudaGraphRunner
+    from crossenc.backends.torch_backend.cuda_graphs import CudaGraphRunner
 
     _, encoder = build_bert(seed=1)
     runner = CudaGraphRunner(

@@ -106,13 +106,3 @@ def copy_support_files(source: ModelSource, target: Path) -> list[str]:
             shutil.copy2(path, target / path.name)
             copied.append(path.name)
     return copied
-
-
-def artifact_encoder(path: Path, source: ModelSource, **kwargs: Any):
-    """A CrossEncoder over ``path`` loaded with the source's trust and tokenizer/config settings."""
-    from crossenc import CrossEncoder
-
-    return CrossEncoder(
-        str(path), trust_remote_code=source.trust_remote_code, allow_pickle=source.allow_pickle,
-        config_kwargs=dict(source.config_kwargs), processor_kwargs=dict(source.tokenizer_kwargs), **kwargs,
-    )

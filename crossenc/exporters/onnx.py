@@ -27,12 +27,12 @@ from typing import Any
 
 from crossenc.exporters.base import (
     ExportResult,
-    artifact_encoder,
     as_source,
     copy_support_files,
     write_export,
 )
-from crossenc.exporters.first_token import first_token_model, last_layer_note
+from crossenc.backends import LoadRequest
+from crossenc.backends.torch_backend.first_token import first_token_model, last_layer_note
 from crossenc.manifest import tool_versions, write_manifest
 from crossenc.model_source import ModelSource
 from crossenc.optional import require
@@ -73,7 +73,7 @@ class OnnxExportConfig:
     verification_file: str | None = None  # JSONL {"query", "documents"}; None: default_verification_set()
     device: str = "cpu"
     dynamo: bool = False
-    first_token: bool = True  # last layer for the first token only (crossenc.exporters.first_token)
+    first_token: bool = True  # last layer for the first token only (crossenc.backends.torch_backend.first_token)
 
     def __post_init__(self) -> None:
         if not isinstance(self.opset, int) or self.opset < MIN_OPSET:
@@ -233,15 +233,13 @@ def build_graph(source: ModelSource, config: OnnxExportConfig, target: Path, wor
 
 def verify_artifact(source: ModelSource, folder: Path, config: OnnxExportConfig) -> VerificationReport:
     """Score the verification set with the artifact (onnx backend) and torch eager fp32; compare."""
-    from crossenc.exporters.verify import default_verification_set, load_verification_file, verify_encoder
+    from crossenc.exporters.verify import ArtifactScorer, default_verification_set, load_verification_file, verify_encoder
 
     verification_set = (
         load_verification_file(config.verification_file) if config.verification_file else default_verification_set()
     )
-    reference = artifact_encoder(source.path, source, backend="torch", variant="eager", device=config.device,
-                         model_kwargs=dict(source.model_kwargs))
-    candidate = artifact_encoder(folder, source, backend="onnx", variant=config.variant, device=config.device,
-                         backend_kwargs={"file_name": config.file_name})
+    reference = ArtifactScorer(source.path, source, "torch", "eager", config.device, model_kwargs=source.model_kwargs)
+    candidate = ArtifactScorer(folder, source, "onnx", config.variant, config.device, {"file_name": config.file_name})
     return verify_encoder(
         reference, candidate, verification_set, config.effective_tolerance(), f"onnx {config.variant}",
         measure_drift=config.quantize is not None,
@@ -292,3 +290,18 @@ def export_onnx(
         output_dir, build, f"ONNX export {config.file_name} ({config.variant})",
         "Loosen the tolerance only if these numbers are acceptable for your use.",
     )
+
+
+def export_for_load(request: LoadRequest) -> Path:
+    """The onnx backend's artifact for ``request`` when its model folder has none: a complete, matching export
+    in the cache, else a fresh verified one there (``backend_kwargs["export"]`` overrides the variant's recipe)."""
+    from crossenc.exporters.locate import ensure_export, export_cache_dir
+
+    variant = request.variant
+    config = config_for_variant(variant, request.device, **dict(request.options.get("export") or {}))
+    folder = export_cache_dir(request.source, "onnx", variant)
+    manifest = ensure_export(
+        folder, config.to_dict(), lambda: export_onnx(request.source, config, output_dir=folder),
+        request.flag("allow_unverified"), f"ONNX export ({variant})",
+    )
+    return folder / manifest["export_config"]["file"]

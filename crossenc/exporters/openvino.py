@@ -56,13 +56,13 @@ import numpy as np
 from crossenc.errors import VerificationFailed
 from crossenc.exporters.base import (
     ExportResult,
-    artifact_encoder,
     as_source,
     copy_support_files,
     write_export,
 )
-from crossenc.exporters.first_token import first_token_model, last_layer_note
-from crossenc.exporters.verify import VerificationSet, compare_logits
+from crossenc.backends import LoadRequest
+from crossenc.backends.torch_backend.first_token import first_token_model, last_layer_note
+from crossenc.exporters.verify import compare_logits
 from crossenc.manifest import tool_versions, write_manifest
 from crossenc.model_source import ModelSource, position_limit
 from crossenc.optional import require
@@ -104,7 +104,7 @@ class OpenVINOExportConfig:
     verify_bf16: bool = True  # fp32 IR on a bf16 CPU: also record a bf16-inference report (not gating)
     verification_file: str | None = None  # JSONL {"query", "documents"}; None: default_verification_set()
     seed: int = 0  # calibration sampling
-    first_token: bool = True  # last layer for the first token only (crossenc.exporters.first_token)
+    first_token: bool = True  # last layer for the first token only (crossenc.backends.torch_backend.first_token)
 
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE_CHOICES:
@@ -312,30 +312,23 @@ def build_ir(source: ModelSource, config: OpenVINOExportConfig, target: Path) ->
 # --------------------------------------------------------------------------- verification
 
 
-def _raw_logits(encoder, verification_set: VerificationSet) -> np.ndarray:
-    import torch
-
-    return encoder.predict(verification_set.pairs, activation_fn=torch.nn.Identity(), batch_size=32)
-
-
 def verify_artifact(
     source: ModelSource, folder: Path, config: OpenVINOExportConfig
 ) -> tuple[VerificationReport, VerificationReport | None]:
     """Reports for the exported precision and, for an fp32 IR on a bf16 CPU, for bf16 inference."""
-    from crossenc.exporters.verify import default_verification_set, load_verification_file
+    from crossenc.exporters.verify import ArtifactScorer, default_verification_set, load_verification_file
     from crossenc.hardware import has_cpu_bf16
 
     verification_set = (
         load_verification_file(config.verification_file) if config.verification_file else default_verification_set()
     )
-    reference = artifact_encoder(source.path, source, backend="torch", variant="eager", device="cpu",
-                         model_kwargs=dict(source.model_kwargs))
-    reference_logits = _raw_logits(reference, verification_set)
+    reference = ArtifactScorer(source.path, source, "torch", "eager", "cpu", model_kwargs=source.model_kwargs)
+    reference_logits = reference.logits(verification_set.pairs)
 
     def check(variant: str, tolerance: Tolerance) -> VerificationReport:
-        candidate = artifact_encoder(folder, source, backend="openvino", variant=variant, device="cpu",
-                             max_length=reference.max_length, backend_kwargs={"file_name": IR_NAME})
-        report = compare_logits(reference_logits, _raw_logits(candidate, verification_set), verification_set.groups,
+        candidate = ArtifactScorer(folder, source, "openvino", variant, "cpu", {"file_name": IR_NAME},
+                                   max_length=reference.max_length)
+        report = compare_logits(reference_logits, candidate.logits(verification_set.pairs), verification_set.groups,
                                 tolerance, f"openvino {config.variant} ({variant} inference)", verification_set.source)
         logger.info(report.summary())
         return report
@@ -394,6 +387,21 @@ def export_openvino(
         "For int8 calibrate on your own queries (--calibration) or keep more MatMuls in float (--keep-float), or "
         "loosen the tolerance only if these numbers are acceptable.",
     )
+
+
+def export_for_load(request: LoadRequest) -> Path:
+    """The openvino backend's IR for ``request`` when its model folder has none: a complete, matching export in
+    the cache, else a fresh verified one there; the fp32 IR serves the fp32 and bf16 variants."""
+    from crossenc.exporters.locate import ensure_export, export_cache_dir
+
+    fields = dict(request.options.get("export") or {})
+    config = OpenVINOExportConfig(**{**fields, "quantize": "int8" if request.variant == "int8" else None})
+    folder = export_cache_dir(request.source, "openvino", config.variant)
+    ensure_export(
+        folder, config.to_dict(), lambda: export_openvino(request.source, config, output_dir=folder),
+        request.flag("allow_unverified"), f"OpenVINO export ({config.variant})",
+    )
+    return folder / IR_NAME
 
 
 # --------------------------------------------------------------------------- CLI

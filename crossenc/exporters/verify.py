@@ -6,10 +6,20 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from crossenc.backends import LoadRequest, backend_loader, check_backend, check_variant
+from crossenc.batching import default_max_tokens, iter_batches
+from crossenc.inputs import normalize_pairs
+from crossenc.model_source import ModelSource, resolve_model
 from crossenc.quality import Agreement, Tolerance, VerificationReport
+from crossenc.scores import logits_to_scores
+from crossenc.st_compat import merge_prompts, read_saved_settings, resolve_prompt
+from crossenc.tokenization import tokenizer_setup
+from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS, should_tokenize_ahead
 from crossenc.workloads import verification_groups
 
 logger = logging.getLogger(__name__)
@@ -65,28 +75,74 @@ def compare_logits(
     return VerificationReport.judge(agreement, tolerance, variant, len(reference), len(groups), source)
 
 
-def batch_drift(encoder, pairs: Sequence[tuple[str, str]], sample: int = 16) -> float:
-    """Max change of a pair's logit between scoring it alone and inside a batch of neighbours."""
-    import torch
+class ArtifactScorer:
+    """Raw logits of a checkpoint or artifact folder, as ``CrossEncoder(folder, ...).predict(pairs,
+    activation_fn=Identity())`` gives them (its saved settings and default prompt, its tokenization, batch
+    size 32, its token budget, its chunks), built from the layers below the facade that exporters sit on."""
 
-    identity = torch.nn.Identity()
-    in_batch = encoder.predict(list(pairs), activation_fn=identity, batch_size=32)
-    alone = [encoder.predict(pairs[index], activation_fn=identity) for index in range(min(sample, len(pairs)))]
+    def __init__(
+        self, folder: Path, like: ModelSource, backend: str, variant: str, device: str,
+        options: dict[str, Any] | None = None, model_kwargs: dict[str, Any] | None = None,
+        max_length: int | None = None,
+    ) -> None:
+        folder = resolve_model(folder)
+        saved = read_saved_settings(folder)
+        tokenizer_kwargs = dict(like.tokenizer_kwargs)
+        if saved.max_seq_length is not None:
+            tokenizer_kwargs.setdefault("model_max_length", saved.max_seq_length)
+        source = ModelSource(
+            path=folder, name=str(folder), trust_remote_code=like.trust_remote_code, allow_pickle=like.allow_pickle,
+            config_kwargs=dict(like.config_kwargs), tokenizer_kwargs=tokenizer_kwargs, model_kwargs=dict(model_kwargs or {}),
+        )
+        config = source.load_config()
+        self.setup = tokenizer_setup(source, config, max_length)
+        self.num_labels = int(config.num_labels)
+        self.device = device
+        self.query_prompt = resolve_prompt(*merge_prompts(None, None, saved), None, None)
+        request = LoadRequest(source, config, device, check_variant(backend, variant), self.setup.max_length,
+                              dict(options or {}))
+        self.predictor = backend_loader(check_backend(backend))(request)  # the artifact is there: nothing to export
+
+    @property
+    def max_length(self) -> int:
+        return self.setup.max_length
+
+    def logits(self, pairs: Any, batch_size: int = 32) -> np.ndarray:
+        """Logits of ``pairs`` (one pair: one row), ``[N]`` for one label, else ``[N, labels]``; NaN/inf raise."""
+        checked, _ = normalize_pairs(pairs)
+        if self.query_prompt:
+            checked = [(self.query_prompt + query, document) for query, document in checked]
+        logits = np.zeros((len(checked), self.num_labels), dtype=np.float32)
+        chunk = DEFAULT_CHUNK_PAIRS if should_tokenize_ahead(None, str(self.predictor.info.device), len(checked),
+                                                             DEFAULT_CHUNK_PAIRS) else max(len(checked), 1)
+        for offset in range(0, len(checked), chunk):
+            encoded = self.setup.encode(checked[offset : offset + chunk])
+            planned = list(iter_batches(encoded, self.predictor.info, batch_size=batch_size,
+                                        max_tokens=default_max_tokens(self.device),
+                                        pad_token_id=self.setup.pad_token_id))
+            run_many = getattr(self.predictor, "predict_many", None)
+            batches = (batch for _, batch in planned)
+            results = run_many(batches) if run_many else map(self.predictor.predict_logits, batches)
+            for (indices, _), batch_logits in zip(planned, results):
+                logits[offset + indices] = batch_logits
+        return logits_to_scores(logits, None, False, self.num_labels).numpy()
+
+
+def batch_drift(scorer: ArtifactScorer, pairs: Sequence[tuple[str, str]], sample: int = 16) -> float:
+    """Max change of a pair's logit between scoring it alone and inside a batch of neighbours."""
+    in_batch = scorer.logits(list(pairs))
+    alone = [scorer.logits(pairs[index]) for index in range(min(sample, len(pairs)))]
     return float(np.max(np.abs(np.asarray(alone).reshape(len(alone), -1) - in_batch[: len(alone)].reshape(len(alone), -1))))
 
 
 def verify_encoder(
-    reference, candidate, verification_set: VerificationSet, tolerance: Tolerance, variant: str,
-    measure_drift: bool = False,
+    reference: ArtifactScorer, candidate: ArtifactScorer, verification_set: VerificationSet, tolerance: Tolerance,
+    variant: str, measure_drift: bool = False,
 ) -> VerificationReport:
-    """Score the set with both CrossEncoders (raw logits) and compare."""
-    import torch
-
-    identity = torch.nn.Identity()
-    reference_logits = reference.predict(verification_set.pairs, activation_fn=identity, batch_size=32)
-    candidate_logits = candidate.predict(verification_set.pairs, activation_fn=identity, batch_size=32)
+    """Score the set with both (raw logits) and compare."""
     report = compare_logits(
-        reference_logits, candidate_logits, verification_set.groups, tolerance, variant, verification_set.source
+        reference.logits(verification_set.pairs), candidate.logits(verification_set.pairs), verification_set.groups,
+        tolerance, variant, verification_set.source,
     )
     if measure_drift:
         report.batch_drift = batch_drift(candidate, verification_set.pairs)
