@@ -6,12 +6,13 @@ everything backend-specific sits behind the Predictor protocol.
 
 from __future__ import annotations
 
-import collections
 import contextlib
+import copy
 import functools
 import logging
 import os
 import threading
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,17 +20,25 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from crossenc.backends import LoadRequest, check_backend, check_variant
-from crossenc.batching import PaddingStats, default_max_tokens, iter_batches
+from crossenc.batching import PaddingStats, default_max_tokens
+from crossenc.chat_template import ChatTemplateEncoder, has_chat_template
 from crossenc.checkpoint_writer import write_checkpoint
-from crossenc.inputs import check_encoded_pairs, check_positive, check_rank_inputs, normalize_pairs
+from crossenc.inputs import (
+    check_encoded_pairs,
+    check_positive,
+    check_rank_inputs,
+    encoded_from_features,
+    features_from_encoded,
+    normalize_pairs,
+)
 from crossenc.loading import backend_loader
 from crossenc.model_source import ModelSource, position_limit, resolve_model, usable_max_length
 from crossenc.pair_encoding import EncodedPairs, PairEncoder
-from crossenc.predictor import Predictor, TokenBatch
+from crossenc.pipeline import BatchPlan, score_chunks, text_chunks
+from crossenc.predictor import Predictor
 from crossenc.scores import activation_path, logits_to_scores, rank_order, resolve_activation
 from crossenc.st_compat import (
     call_arguments,
@@ -37,10 +46,11 @@ from crossenc.st_compat import (
     merge_prompts,
     read_saved_settings,
     resolve_prompt,
+    split_backend_model_kwargs,
     write_saved_settings,
 )
 from crossenc.tokenization import PromptedPairEncoder
-from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS, TokenizeAhead, should_tokenize_ahead
+from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS, TokenizeAhead
 from crossenc.tokenizer_processes import TokenizerProcesses, check_processes, process_chunk_pairs
 
 logger = logging.getLogger(__name__)
@@ -86,6 +96,7 @@ class CrossEncoder:
     """
 
     tokenize_ahead_chunk: int = DEFAULT_CHUNK_PAIRS
+    model_type: str = "CrossEncoder"  # sentence-transformers' name for this kind of model
 
     @init_arguments
     def __init__(
@@ -116,8 +127,9 @@ class CrossEncoder:
         tokenizer_processes: int | None = None,
     ) -> None:
         check_backend(backend)
-        self.device = resolve_device(device)
-        self.max_tokens = default_max_tokens(self.device) if max_tokens is None else check_positive("max_tokens", max_tokens)
+        self._device = resolve_device(device)
+        self._default_max_tokens = max_tokens is None
+        self.max_tokens = default_max_tokens(self._device) if max_tokens is None else check_positive("max_tokens", max_tokens)
         if tokenize_ahead is not None and not isinstance(tokenize_ahead, bool):
             raise TypeError(f"tokenize_ahead must be True, False or None (auto), got {tokenize_ahead!r}")
         self.tokenize_ahead = tokenize_ahead
@@ -135,6 +147,7 @@ class CrossEncoder:
             local_files_only=local_files_only,
         )
         saved = read_saved_settings(model_dir)
+        model_kwargs, backend_kwargs = split_backend_model_kwargs(backend, model_kwargs, backend_kwargs)
         self.prompts, self.default_prompt_name = merge_prompts(prompts, default_prompt_name, saved)
         processor_kwargs = dict(processor_kwargs or {})
         if saved.max_seq_length is not None:
@@ -147,7 +160,7 @@ class CrossEncoder:
             allow_pickle=allow_pickle,
             config_kwargs=config_kwargs,
             tokenizer_kwargs=processor_kwargs,
-            model_kwargs=dict(model_kwargs or {}),
+            model_kwargs=model_kwargs,
         )
         self.config = self.source.load_config()
         self.tokenizer = self.source.load_tokenizer()
@@ -162,14 +175,14 @@ class CrossEncoder:
         if backend == "auto":
             from crossenc.profiles import choose_backend
 
-            backend, variant = choose_backend(self.source, self.device, accuracy=accuracy)
+            backend, variant = choose_backend(self.source, self._device, accuracy=accuracy)
         variant = check_variant(backend, variant)
         self.backend = backend
         self.predictor: Predictor = backend_loader(backend)(
             LoadRequest(
                 source=self.source,
                 config=self.config,
-                device=self.device,
+                device=self._device,
                 variant=variant,
                 max_length=self.max_length,
                 options=dict(backend_kwargs or {}),
@@ -221,6 +234,39 @@ class CrossEncoder:
         return getattr(self.predictor, "hf_model", None)
 
     @property
+    def device(self) -> torch.device:
+        """The device the backend runs on, as sentence-transformers gives it."""
+        return torch.device(self._device)
+
+    @property
+    def processor(self):
+        """sentence-transformers 6's name for the tokenizer."""
+        return self.tokenizer
+
+    @property
+    def default_activation_function(self) -> Callable:
+        warnings.warn(
+            "The `default_activation_function` property was renamed and is now deprecated. "
+            "Please use `activation_fn` instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.activation_fn
+
+    def get_backend(self) -> str:
+        """The backend that runs the model: "torch", "onnx" or "openvino"."""
+        return self.backend
+
+    @staticmethod
+    def is_singular_input(inputs: Any) -> bool:
+        """True when ``inputs`` is one (query, document) pair rather than a batch, by sentence-transformers' rule."""
+        if isinstance(inputs, (list, tuple)):
+            return len(inputs) > 0 and not isinstance(inputs[0], (list, tuple))
+        if isinstance(inputs, np.ndarray) and inputs.dtype.kind in ("U", "O"):
+            return inputs.size > 0 and inputs.ndim < 2  # 1-D: one pair; empty: an empty batch
+        return True
+
+    @property
     def model_dir(self) -> Path:
         return self.source.path
 
@@ -230,7 +276,7 @@ class CrossEncoder:
             **self.predictor.info.to_dict(),
             "model": self.source.name,
             "max_tokens": self.max_tokens,
-            "tokenization": self._pair_encoder.mode,
+            "tokenization": self._encoder_for(None).mode,
             "tokenizer_processes": self.tokenizer_processes or 0,
         }
 
@@ -261,37 +307,39 @@ class CrossEncoder:
         self, pairs: list[tuple[str, str]], batch_size: int = 32, show_progress_bar: bool = False
     ) -> np.ndarray:
         """Raw fp32 logits ``[N, num_labels]`` in input order, length-sorted internally."""
-        batch_size = check_positive("batch_size", batch_size)
+        return self._logits(pairs, self._encoder_for(None), check_positive("batch_size", batch_size), show_progress_bar)
+
+    def _logits(self, pairs: list[tuple[str, str]], encoder, batch_size: int, show_progress_bar: bool) -> np.ndarray:
         if not pairs:
             return np.zeros((0, self.num_labels), dtype=np.float32)
         # Tokenizing starts here, before the predict lock: other callers' scoring overlaps it.
-        with self._chunks(pairs, batch_size) as chunks:
+        with self._chunks(pairs, batch_size, encoder) as chunks:
             return self._logits_of_chunks(chunks, len(pairs), batch_size, show_progress_bar)
 
     def _logits_of_chunks(self, chunks, num_pairs: int, batch_size: int, show_progress_bar: bool) -> np.ndarray:
         """Logits of ``(offset, EncodedPairs)`` chunks covering ``num_pairs`` pairs, in input order."""
-        logits = np.zeros((num_pairs, self.num_labels), dtype=np.float32)
-        stats = PaddingStats()
-        lock = contextlib.nullcontext() if self.predictor.info.thread_safe else self._predict_lock
-        with lock, tqdm(total=num_pairs, desc="Scoring", unit="pair", disable=not show_progress_bar) as progress:
-            for indices, batch_logits in self._run_batches(self._batches(chunks, batch_size), stats):
-                logits[indices] = batch_logits
-                progress.update(len(indices))
-        self.last_padding = stats
+        logits, self.last_padding = score_chunks(
+            self.predictor,
+            chunks,
+            num_pairs,
+            self.num_labels,
+            BatchPlan(batch_size, self.max_tokens, self.pad_token_id),
+            lock=None if self.predictor.info.thread_safe else self._predict_lock,
+            show_progress_bar=show_progress_bar,
+        )
         return logits
 
-    def _chunks(self, pairs: list[tuple[str, str]], batch_size: int) -> contextlib.AbstractContextManager:
+    def _chunks(self, pairs: list[tuple[str, str]], batch_size: int, encoder) -> contextlib.AbstractContextManager:
         """``(offset, EncodedPairs)`` chunks: several tokenized ahead on a worker, or one tokenized now.
 
         One call uses one encoder throughout (a ``max_length`` set meanwhile applies to later calls).
         """
         chunk = self.tokenize_ahead_chunk
-        if self.tokenizer_processes and len(pairs) > chunk:
+        if self.tokenizer_processes and len(pairs) > chunk and encoder is self._pair_encoder:
             return self._pool_chunks(pairs, batch_size, chunk)
-        encode = functools.partial(self._encode_with, self._pair_encoder)
-        if should_tokenize_ahead(self.tokenize_ahead, str(self.predictor.info.device), len(pairs), chunk):
-            return TokenizeAhead(encode, pairs, chunk)
-        return contextlib.nullcontext([(0, encode(pairs))])
+        encode = functools.partial(self._encode_with, encoder)
+        return text_chunks(pairs, encode, tokenize_ahead=self.tokenize_ahead, device=str(self.predictor.info.device),
+                           chunk_pairs=chunk)
 
     @contextlib.contextmanager
     def _pool_chunks(self, pairs: list[tuple[str, str]], batch_size: int, largest: int) -> Iterator[TokenizeAhead]:
@@ -326,18 +374,6 @@ class CrossEncoder:
                 self._tokenizer_pool = pool
             return self._tokenizer_pool
 
-    def _batches(self, chunks, batch_size: int) -> Iterator[tuple[np.ndarray, TokenBatch]]:
-        """One stream of ``(input indices, batch)`` over all chunks: in-flight queues never drain between chunks."""
-        for offset, encoded in chunks:
-            for indices, batch in iter_batches(
-                encoded,
-                self.predictor.info,
-                batch_size=batch_size,
-                max_tokens=self.max_tokens,
-                pad_token_id=self.pad_token_id,
-            ):
-                yield offset + indices, batch
-
     def _retire_pool(self) -> None:
         """Retire the pool: new calls start another; calls using it finish first, then it closes."""
         if self._pool_finalizer is not None:
@@ -369,54 +405,29 @@ class CrossEncoder:
         """A picklable ``tokenize_pairs`` (this model's tokenizer, default prompt and current max_length) to
         run in other processes; feed its output to :meth:`predict_tokenized`."""
         query_prompt = resolve_prompt(self.prompts, self.default_prompt_name, None, None)
+        if has_chat_template(self.tokenizer):  # the prompt is the conversation's system message
+            return PromptedPairEncoder(self._encoder_for(query_prompt), self.uses_token_type_ids)
         return PromptedPairEncoder(self._pair_encoder, self.uses_token_type_ids, query_prompt or None)
 
-    def _prompted_pairs(
-        self, inputs: Any, prompt: str | None, prompt_name: str | None
-    ) -> tuple[list[tuple[str, str]], bool]:
-        """``(pairs, is_single)`` checked, with the resolved prompt prepended to each query."""
+    def _prompted_pairs(self, inputs: Any, prompt: str | None, prompt_name: str | None):
+        """``(pairs, is_single, encoder)``: the checked pairs, and the encoder that applies the resolved prompt
+        (prepended to each query, or as a chat template's system message)."""
         pairs, is_single = normalize_pairs(inputs)
         query_prompt = resolve_prompt(self.prompts, self.default_prompt_name, prompt, prompt_name)
-        if query_prompt:
+        if query_prompt and not has_chat_template(self.tokenizer):
             pairs = [(query_prompt + query, document) for query, document in pairs]
-        return pairs, is_single
+        return pairs, is_single, self._encoder_for(query_prompt)
 
-    def _encode_with(self, encoder: PairEncoder, pairs: list[tuple[str, str]]) -> EncodedPairs:
+    def _encoder_for(self, system_prompt: str | None) -> PairEncoder | ChatTemplateEncoder:
+        """The pair encoder, or a chat-template one when the tokenizer has a template (checked per call, so
+        a template set on ``.processor`` after loading takes effect, as in sentence-transformers)."""
+        if has_chat_template(self.tokenizer):
+            return ChatTemplateEncoder(self.tokenizer, self.max_length, system_prompt)
+        return self._pair_encoder
+
+    def _encode_with(self, encoder: PairEncoder | ChatTemplateEncoder, pairs: list[tuple[str, str]]) -> EncodedPairs:
         with self._tokenizer_lock:
             return encoder.encode(pairs, self.uses_token_type_ids)
-
-    def _run_batches(self, batches, stats: PaddingStats) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield ``(indices, logits)``; backends with ``predict_many`` keep several batches in flight."""
-        predict_many = getattr(self.predictor, "predict_many", None)
-        if predict_many is None:
-            for indices, batch in batches:
-                stats.add(batch)
-                yield indices, self._checked_rows(indices, self.predictor.predict_logits(batch))
-            return
-        pending: collections.deque[np.ndarray] = collections.deque()
-
-        def feed():
-            for indices, batch in batches:
-                pending.append(indices)
-                stats.add(batch)
-                yield batch
-
-        with contextlib.closing(predict_many(feed())) as results:  # an error stops queued work too
-            for batch_logits in results:
-                if not pending:
-                    raise RuntimeError(f"{self.backend} predict_many returned more batches than it was given")
-                indices = pending.popleft()
-                yield indices, self._checked_rows(indices, batch_logits)
-        if pending:
-            raise RuntimeError(f"{self.backend} predict_many returned {len(pending)} batch(es) too few")
-
-    def _checked_rows(self, indices: np.ndarray, batch_logits: np.ndarray) -> np.ndarray:
-        if batch_logits.shape != (len(indices), self.num_labels):
-            raise RuntimeError(
-                f"{self.backend} returned logits of shape {tuple(batch_logits.shape)} for a batch of {len(indices)} "
-                f"pairs of a {self.num_labels}-label model"
-            )
-        return batch_logits
 
     @call_arguments
     def predict(
@@ -442,10 +453,10 @@ class CrossEncoder:
         """
         self._check_call_device(device, pool)
         batch_size = check_positive("batch_size", batch_size)
-        pairs, is_single = self._prompted_pairs(inputs, prompt, prompt_name)
+        pairs, is_single, encoder = self._prompted_pairs(inputs, prompt, prompt_name)
         if not pairs:
             return self._no_scores(convert_to_numpy, convert_to_tensor)
-        logits = self.predict_logits(pairs, batch_size=batch_size, show_progress_bar=_progress(show_progress_bar))
+        logits = self._logits(pairs, encoder, batch_size, _progress(show_progress_bar))
         result = self._scores(logits, activation_fn, apply_softmax, convert_to_numpy, convert_to_tensor)
         return result[0] if is_single else result
 
@@ -468,7 +479,14 @@ class CrossEncoder:
         no longer than the current one.
         """
         batch_size = check_positive("batch_size", batch_size)
-        encoded = check_encoded_pairs(
+        encoded = self._checked_encoded(encoded)
+        if len(encoded) == 0:
+            return self._no_scores(convert_to_numpy, convert_to_tensor)
+        logits = self._logits_of_chunks([(0, encoded)], len(encoded), batch_size, _progress(show_progress_bar))
+        return self._scores(logits, activation_fn, apply_softmax, convert_to_numpy, convert_to_tensor)
+
+    def _checked_encoded(self, encoded: EncodedPairs) -> EncodedPairs:
+        return check_encoded_pairs(
             encoded,
             max_length=self.max_length,
             num_special=self.tokenizer.num_special_tokens_to_add(pair=True),
@@ -476,15 +494,52 @@ class CrossEncoder:
             type_vocab_size=int(getattr(self.config, "type_vocab_size", 0) or 0),
             uses_token_type_ids=self.uses_token_type_ids,
         )
-        if len(encoded) == 0:
-            return self._no_scores(convert_to_numpy, convert_to_tensor)
-        logits = self._logits_of_chunks([(0, encoded)], len(encoded), batch_size, _progress(show_progress_bar))
-        return self._scores(logits, activation_fn, apply_softmax, convert_to_numpy, convert_to_tensor)
+
+    # ----------------------------------------------------------------- sentence-transformers' module surface
+    def preprocess(self, inputs: Any, prompt: str | None = None, prompt_name: str | None = None) -> dict[str, torch.Tensor]:
+        """The padded token tensors of ``inputs`` (a pair or pairs), exactly as ``predict`` scores them."""
+        pairs, _, encoder = self._prompted_pairs(inputs, prompt, prompt_name)
+        encoded = self._encode_with(encoder, pairs)
+        return features_from_encoded(encoded, self.pad_token_id)
+
+    def forward(self, features: dict[str, Any]) -> dict[str, Any]:
+        """``features`` (as :meth:`preprocess` returns them) with ``"scores"``: the raw logits
+        ``[N, num_labels]``, computed by this CrossEncoder's backend (no gradients)."""
+        encoded = self._checked_encoded(encoded_from_features(features))
+        logits = self._logits_of_chunks([(0, encoded)], len(encoded), max(len(encoded), 1), False)
+        return {**features, "scores": torch.from_numpy(logits).to(self._device)}
+
+    __call__ = forward
+
+    def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]:
+        """The weights of :attr:`model` (none for backends that hold no torch module)."""
+        return self.model.parameters(recurse) if self.model is not None else iter(())
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, torch.nn.Parameter]]:
+        return self.model.named_parameters(prefix, recurse) if self.model is not None else iter(())
+
+    def to(self, device: str | int | torch.device) -> "CrossEncoder":
+        """Move to ``device``: the torch backend's padded variants move their weights (edits kept); other
+        backends were built for one device and raise, naming the reload that gives the other device."""
+        target = resolve_device(device)
+        if _same_device(target, self._device):
+            return self
+        move = getattr(self.predictor, "to_device", None)
+        if move is None:
+            raise ValueError(
+                f"the {self.backend} backend ({self.predictor.info.variant}) was built for {self._device!r} and "
+                f"cannot move; load another with CrossEncoder(..., device={target!r})"
+            )
+        self.predictor = move(target)
+        if self._default_max_tokens:
+            self.max_tokens = default_max_tokens(target)
+        self._device = target
+        return self
 
     def _no_scores(self, convert_to_numpy: bool, convert_to_tensor: bool) -> Any:
         """What sentence-transformers returns for no inputs."""
         if convert_to_tensor:
-            return torch.tensor([], device=self.device)
+            return torch.tensor([], device=self._device)
         return np.array([]) if convert_to_numpy else []
 
     def _scores(self, logits: np.ndarray, activation_fn: Callable | None, apply_softmax: bool | None,
@@ -493,10 +548,10 @@ class CrossEncoder:
         activation = self.activation_fn if activation_fn is None else activation_fn
         scores = logits_to_scores(logits, activation, bool(apply_softmax), self.num_labels)
         if convert_to_tensor:
-            return scores.to(self.device)
+            return scores.to(self._device)
         if convert_to_numpy:
             return scores.numpy().astype(np.float32, copy=False)
-        return list(scores.to(self.device))
+        return list(scores.to(self._device))
 
     @call_arguments
     def rank(
@@ -516,8 +571,9 @@ class CrossEncoder:
     ) -> list[dict[str, Any]]:
         """Documents sorted by score, highest first: ``[{"corpus_id", "score", "text"?}]``."""
         if self.num_labels != 1:
-            raise ValueError(
-                f"rank() needs a model with num_labels=1; this one has {self.num_labels}. Use predict() instead."
+            raise ValueError(  # sentence-transformers' wording
+                "CrossEncoder.rank() only works for models with num_labels=1. "
+                "Consider using CrossEncoder.predict() with input pairs instead."
             )
         clean_query, clean_documents = check_rank_inputs(query, documents, top_k)
         scores = self.predict(
@@ -544,9 +600,9 @@ class CrossEncoder:
                 "crossenc does not run multi-process/multi-device pools (pool=..., device=[...]); "
                 "use one CrossEncoder per device, and tokenizer_processes=N for parallel tokenization"
             )
-        if device is not None and not _same_device(resolve_device(device), self.device):
+        if device is not None and not _same_device(resolve_device(device), self._device):
             raise ValueError(
-                f"this CrossEncoder runs on {self.device!r}; its backend cannot move to {str(device)!r} per call. "
+                f"this CrossEncoder runs on {self._device!r}; its backend cannot move to {str(device)!r} per call. "
                 f"Load another with CrossEncoder(..., device={str(device)!r})"
             )
 
@@ -562,13 +618,10 @@ class CrossEncoder:
         """Write a Hugging Face checkpoint (the weights this CrossEncoder scores with, tokenizer,
         activation) to ``path``, with the files sentence-transformers 6 writes (activation, prompts),
         so either library reloads it alike. Files of ``path`` that this does not write are left in
-        place, as sentence-transformers does. ``model_name``, ``create_model_card`` and
-        ``train_datasets`` are accepted for sentence-transformers' signature; no model card is written."""
-        if not safe_serialization:
-            raise ValueError(
-                "crossenc saves safetensors only (safe_serialization=False would write pickle weights, "
-                "which crossenc refuses to load without allow_pickle=True)"
-            )
+        place, as sentence-transformers does. ``model_name``, ``create_model_card``, ``train_datasets`` and
+        ``safe_serialization`` are accepted for its signature: no model card is written, and the weights are
+        safetensors either way (transformers 5 writes no other format, and sentence-transformers 6 on it
+        ignores ``safe_serialization=False`` too)."""
         activation = activation_path(self.activation_fn)
         return write_checkpoint(
             self._model_to_save(),
@@ -594,6 +647,21 @@ class CrossEncoder:
         return self.source.load_torch_model(
             self.config, complete_for=f"saving from the {self.backend} backend ({self.predictor.info.variant})"
         )
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "CrossEncoder":
+        """A copy with its own torch weights, tokenizer and locks (fixtures and user code deep-copy models);
+        an ONNX Runtime or OpenVINO session is read-only and shared, and tokenizer processes start anew."""
+        clone = object.__new__(type(self))
+        memo[id(self)] = clone
+        fresh = {"_predict_lock", "_tokenizer_lock", "_pool_lock", "_tokenizer_pool", "_pool_finalizer"}
+        for name, value in self.__dict__.items():
+            if name in fresh:
+                continue
+            shared = name == "predictor" and self.model is None  # no mutable torch weights to copy
+            clone.__dict__[name] = value if shared else copy.deepcopy(value, memo)
+        clone._predict_lock, clone._tokenizer_lock, clone._pool_lock = threading.Lock(), threading.Lock(), threading.Lock()
+        clone._tokenizer_pool, clone._pool_finalizer = None, None
+        return clone
 
     def __repr__(self) -> str:
         info = self.predictor.info

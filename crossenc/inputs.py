@@ -163,3 +163,46 @@ def _check_id_range(what: str, values: np.ndarray, size: int, limit_name: str) -
         raise ValueError(f"{what} must not be negative (got {int(values.min())})")
     if size and values.max() >= size:
         raise ValueError(f"{what} must lie in [0, {size}) for this model's {limit_name} (got {int(values.max())})")
+
+
+def features_from_encoded(encoded: EncodedPairs, pad_token_id: int) -> dict[str, Any]:
+    """Right-padded ``input_ids``/``attention_mask`` (and ``token_type_ids``) tensors of ``encoded``."""
+    import torch
+
+    from crossenc.batching import collate
+
+    if len(encoded) == 0:
+        empty = torch.zeros((0, 0), dtype=torch.long)
+        features = {"input_ids": empty, "attention_mask": empty.clone()}
+        return features if encoded.type_ids is None else {**features, "token_type_ids": empty.clone()}
+    batch = collate(encoded, np.arange(len(encoded)), pad_token_id)
+    features = {"input_ids": torch.from_numpy(batch.input_ids), "attention_mask": torch.from_numpy(batch.attention_mask)}
+    if batch.token_type_ids is not None:
+        features["token_type_ids"] = torch.from_numpy(batch.token_type_ids)
+    return features
+
+
+def encoded_from_features(features: Mapping[str, Any]) -> EncodedPairs:
+    """The EncodedPairs of right-padded feature tensors (``preprocess``'s output); ValueError otherwise."""
+    if not isinstance(features, Mapping) or "input_ids" not in features:
+        raise InputTypeError("features must be a dict with 'input_ids' (and 'attention_mask'), as preprocess() returns")
+    arrays = {name: _as_2d_array(name, value) for name, value in features.items()
+              if name in ("input_ids", "attention_mask", "token_type_ids")}
+    ids = arrays["input_ids"]
+    mask = arrays.get("attention_mask", np.ones_like(ids))
+    if mask.shape != ids.shape or ("token_type_ids" in arrays and arrays["token_type_ids"].shape != ids.shape):
+        raise ValueError(f"features' tensors differ in shape: { {name: a.shape for name, a in arrays.items()} }")
+    lengths = (mask != 0).sum(axis=1)
+    if ((np.arange(ids.shape[1]) < lengths[:, None]) != (mask != 0)).any():
+        raise ValueError("features must be right-padded: each attention_mask row is 1s, then 0s")
+    real = mask != 0
+    type_ids = arrays["token_type_ids"][real].astype(np.int8) if "token_type_ids" in arrays else None
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return EncodedPairs(ids[real].astype(np.int32), type_ids, offsets)
+
+
+def _as_2d_array(name: str, value: Any) -> np.ndarray:
+    array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+    if array.ndim != 2 or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"features[{name!r}] must be a 2-D integer tensor [batch, tokens], got {array.dtype} {array.shape}")
+    return array

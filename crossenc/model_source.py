@@ -108,7 +108,9 @@ def resolve_model(
             raise ValueError(f"{candidate} is a folder but has no config.json: not a Hugging Face checkpoint")
         return candidate.resolve()
     name = str(model_name_or_path)
-    if candidate.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+    if candidate.exists():
+        raise NotADirectoryError(f"{name!r} is a file; a model is a folder holding config.json (or a Hub id)")
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ValueError(f"{name!r} is neither a model folder nor a Hub id like 'org/name'")
     from huggingface_hub import snapshot_download
 

@@ -21,7 +21,11 @@ def _import_from_string(dotted_path: str) -> Any:
 def _import_trusted(path: str, trust_remote_code: bool) -> Callable | None:
     if trust_remote_code or path.startswith("torch."):
         return _import_from_string(path)()
-    logger.warning("activation %r is not trusted; using the default. Pass trust_remote_code=True to use it.", path)
+    logger.warning(  # sentence-transformers' wording
+        f"Activation function path '{path}' is not trusted, using default activation function instead. "
+        "Please load the CrossEncoder with `trust_remote_code=True` to allow loading custom activation "
+        "functions via the configuration."
+    )
     return None
 
 

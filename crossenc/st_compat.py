@@ -34,6 +34,8 @@ INIT_RENAMES = {
     "default_activation_function": "activation_fn",
 }
 CALL_RENAMES = {"sentences": "inputs", "activation_fct": "activation_fn"}
+INIT_RENAME_MESSAGE = "The CrossEncoder `{old}` argument was renamed and is now deprecated. Please use `{new}` instead."
+CALL_RENAME_MESSAGE = "The `{old}` argument was renamed and is now deprecated. Please use `{new}` instead."
 NO_EFFECT_IF_UNDECLARED = ("apply_softmax", "convert_to_numpy", "convert_to_tensor")
 # Module config files sentence-transformers reads for its Transformer module, first found wins.
 MODULE_CONFIG_FILES = (
@@ -46,20 +48,13 @@ MODULE_CONFIG_FILES = (
     "sentence_xlnet_config.json",
 )
 
-_warned: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    if message not in _warned:
-        _warned.add(message)
-        logger.warning(message)
-
-
-def _rename(kwargs: dict[str, Any], renames: Mapping[str, str], where: str) -> None:
+def _rename(kwargs: dict[str, Any], renames: Mapping[str, str], message: str) -> None:
+    """Rename legacy keywords in place; the new name wins when both are given, as in sentence-transformers."""
     for old, new in renames.items():
         if old in kwargs:
             value = kwargs.pop(old)
-            _warn_once(f"{where} `{old}` was renamed in sentence-transformers; use `{new}`.")
+            # Its wording, on every call: a once-per-process warning is invisible to the next caller.
+            logger.warning(message.format(old=old, new=new))
             kwargs.setdefault(new, value)
 
 
@@ -68,10 +63,13 @@ def init_arguments(init: F) -> F:
 
     @functools.wraps(init)
     def wrapper(self, *args: Any, **kwargs: Any) -> None:
-        _rename(kwargs, INIT_RENAMES, "CrossEncoder")
+        _rename(kwargs, INIT_RENAMES, INIT_RENAME_MESSAGE)
         if "classifier_dropout" in kwargs:
             dropout = kwargs.pop("classifier_dropout")
-            _warn_once("CrossEncoder `classifier_dropout` is deprecated; use config_kwargs={'classifier_dropout': ...}.")
+            logger.warning(
+                "The CrossEncoder `classifier_dropout` argument is deprecated. Please use "
+                f"`config_kwargs={{'classifier_dropout': {dropout}}}` instead."
+            )
             kwargs["config_kwargs"] = {**(kwargs.get("config_kwargs") or {}), "classifier_dropout": dropout}
         return init(self, *args, **kwargs)
 
@@ -83,18 +81,28 @@ def call_arguments(method: F) -> F:
 
     ``sentences`` and ``activation_fct`` are renamed; ``num_workers``, and those of
     ``apply_softmax``, ``convert_to_numpy``, ``convert_to_tensor`` the method does not declare
-    (``rank``), are dropped with a warning, since they have no effect there either.
+    (``rank``), are dropped with its warning, since they have no effect there either.
     """
+    name = method.__name__
     declared = inspect.signature(method).parameters
-    dropped = ("num_workers",) + tuple(name for name in NO_EFFECT_IF_UNDECLARED if name not in declared)
+    dropped = {"num_workers": f"The CrossEncoder.{name} `num_workers` argument is deprecated and has no effect."}
+    for argument in NO_EFFECT_IF_UNDECLARED:
+        if argument not in declared:
+            dropped[argument] = (
+                "The CrossEncoder.rank `apply_softmax` argument is deprecated and has no effect, as `rank` only "
+                "supports models with `num_labels=1`."
+                if argument == "apply_softmax"
+                else f"The CrossEncoder.{name} `{argument}` argument is deprecated and has no effect, as `{name}` "
+                "always returns Python floats."
+            )
 
     @functools.wraps(method)
     def wrapper(self, *args: Any, **kwargs: Any) -> Any:
-        _rename(kwargs, CALL_RENAMES, f"CrossEncoder.{method.__name__}")
-        for name in dropped:
-            if name in kwargs:
-                kwargs.pop(name)
-                _warn_once(f"CrossEncoder.{method.__name__} `{name}` has no effect and is ignored.")
+        _rename(kwargs, CALL_RENAMES, CALL_RENAME_MESSAGE)
+        for argument, message in dropped.items():
+            if argument in kwargs:
+                kwargs.pop(argument)
+                logger.warning(f"{message} It will be removed in a future version.")
         return method(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
@@ -238,3 +246,31 @@ def write_saved_settings(
         ("sentence_bert_config.json", module_config),
     ):
         (folder / name).write_text(json.dumps(content, indent=2), encoding="utf8")
+
+
+# sentence-transformers' ``model_kwargs`` keys for its ONNX / OpenVINO backends -> crossenc backend options.
+BACKEND_MODEL_KWARGS = {"onnx": ("file_name", "provider", "export"), "openvino": ("file_name", "export", "ov_config")}
+
+
+def split_backend_model_kwargs(
+    backend: str, model_kwargs: Mapping[str, Any] | None, backend_kwargs: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(model_kwargs, backend_kwargs)`` with sentence-transformers' backend keys moved across:
+    ``provider="X"`` -> ``providers=["X"]``; ``file_name``; ``ov_config`` (a dict, or a JSON file's path).
+    ``export=True`` exports whatever ``file_name`` says, as there; ``export=False`` changes nothing, since
+    crossenc exports (and verifies) whenever the folder holds no artifact, as sentence-transformers does."""
+    model_kwargs, options = dict(model_kwargs or {}), dict(backend_kwargs or {})
+    keys = BACKEND_MODEL_KWARGS.get(backend, ())
+    export = model_kwargs.pop("export", None) if "export" in keys else None
+    if export is True:
+        model_kwargs.pop("file_name", None)
+    elif export is not None and not isinstance(export, bool):
+        options.setdefault("export", export)  # crossenc's own export settings
+    if "provider" in keys and "provider" in model_kwargs:
+        options.setdefault("providers", [model_kwargs.pop("provider")])
+    for key in ("file_name", "ov_config"):
+        if key in keys and key in model_kwargs:
+            options.setdefault(key, model_kwargs.pop(key))
+    if isinstance(options.get("ov_config"), (str, Path)):
+        options["ov_config"] = _read_json(Path(options["ov_config"]))
+    return model_kwargs, options

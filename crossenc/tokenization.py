@@ -10,9 +10,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from crossenc.chat_template import ChatTemplateEncoder, has_chat_template
 from crossenc.inputs import check_positive, normalize_pairs
 from crossenc.model_source import ModelSource, position_limit, usable_max_length
 from crossenc.pair_encoding import EncodedPairs, PairEncoder
+
+Pair = tuple[str, str]
 
 
 def check_room_for_specials(tokenizer, max_length: int) -> int:
@@ -59,7 +62,21 @@ class TokenizerSetup:
         """The pair encoder; ``split=False``: pair by pair, as Hugging Face's own call (for comparisons)."""
         return self.encoder if split else PairEncoder(self.tokenizer, self.max_length, split=False)
 
+    def encoder_for(self, prompt: str | None = None) -> PairEncoder | ChatTemplateEncoder:
+        """What encodes pairs under ``prompt``: the tokenizer's chat template (the prompt as its system message)
+        where it has one, else the pair encoder (the prompt then goes before each query: :meth:`prompted`)."""
+        if has_chat_template(self.tokenizer):
+            return ChatTemplateEncoder(self.tokenizer, self.max_length, prompt)
+        return self.encoder
+
+    def prompted(self, pairs: list[Pair], prompt: str | None) -> list[Pair]:
+        """``pairs`` with ``prompt`` before each query, unless a chat template carries it instead."""
+        if not prompt or has_chat_template(self.tokenizer):
+            return pairs
+        return [(prompt + query, document) for query, document in pairs]
+
     def encode(self, pairs: Any) -> EncodedPairs:
+        """Token ids of ``pairs`` as given (no prompt), through the pair encoder."""
         return self.encoder.encode(pairs, self.uses_token_type_ids)
 
 
@@ -84,7 +101,7 @@ class PromptedPairEncoder:
     A ``CrossEncoder`` holds locks and a model and cannot be pickled; this can.
     """
 
-    encoder: PairEncoder
+    encoder: PairEncoder | ChatTemplateEncoder
     use_token_type_ids: bool
     query_prompt: str | None = None
 

@@ -28,9 +28,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
               "crossenc.demo", "crossenc.workloads")),
     # pure ops: attention, packing, Triton kernels, the packed encoder
     ("kernels", ("crossenc.kernels",)),
-    # pairs -> token ids -> batches -> scores (sentence-transformers' settings and score rules included)
-    ("text", ("crossenc.pair_encoding", "crossenc.inputs", "crossenc.st_compat", "crossenc.tokenization",
-              "crossenc.batching", "crossenc.tokenize_ahead", "crossenc.tokenizer_processes", "crossenc.scores")),
+    # pairs -> token ids -> batches -> the scoring pipeline -> scores (sentence-transformers' rules included)
+    ("text", ("crossenc.pair_encoding", "crossenc.chat_template", "crossenc.inputs", "crossenc.st_compat",
+              "crossenc.tokenization", "crossenc.batching", "crossenc.tokenize_ahead", "crossenc.tokenizer_processes",
+              "crossenc.pipeline", "crossenc.scores")),
     # Predictor implementations and the declaration of each backend
     ("backends", ("crossenc.backends",)),
     # ONNX / OpenVINO artifacts, verified against the torch backend

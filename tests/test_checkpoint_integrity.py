@@ -103,7 +103,5 @@ def test_export_of_a_checkpoint_without_its_head_is_refused(headless_model, tmp_
         CrossEncoder(str(headless_model), device="cpu", backend="onnx")
 
 
-def test_unsafe_serialization_refused(tiny_encoder, tmp_path):
-    with pytest.raises(ValueError, match="safetensors only"):
-        tiny_encoder.save_pretrained(tmp_path / "pickle", safe_serialization=False)
+def test_save_alias(tiny_encoder):
     assert tiny_encoder.save == tiny_encoder.save_pretrained

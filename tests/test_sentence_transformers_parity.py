@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from crossenc import CrossEncoder
 
@@ -192,7 +193,7 @@ def test_modules_json_without_a_cross_encoder_config_is_read_as_plain(tiny_model
 
 def test_devices_written_as_sentence_transformers_accepts_them(tiny_model, pairs):
     ours = CrossEncoder(str(tiny_model), device="cpu:0")
-    assert ours.device == "cpu"
+    assert ours.device == torch.device("cpu")
     np.testing.assert_allclose(ours.predict(pairs[:2], device="cpu:0"), ours.predict(pairs[:2]), atol=0)
 
 

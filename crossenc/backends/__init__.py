@@ -166,7 +166,7 @@ BACKENDS: dict[str, Backend] = {
                 Variant("int8", "int8", devices=("cpu",)),
             ),
             options=frozenset({"file_name", "hint", "num_requests", "inference_precision", "split_batches", "ov_device",
-                               "export", "allow_unverified"}),
+                               "export", "allow_unverified", "ov_config"}),
             requires="openvino",
         ),
     )

@@ -225,7 +225,10 @@ def compile_config(request: LoadRequest, variant: str, ov_device: str) -> dict[s
     config = {"PERFORMANCE_HINT": HINTS[hint], "INFERENCE_PRECISION_HINT": precision}
     if request.options.get("num_requests"):
         config["PERFORMANCE_HINT_NUM_REQUESTS"] = str(int(request.options["num_requests"]))
-    return config
+    ov_config = request.options.get("ov_config") or {}
+    if not isinstance(ov_config, dict):
+        raise ValueError(f"ov_config must be a dict of OpenVINO properties, got {type(ov_config).__name__}")
+    return {**config, **{str(key): str(value) for key, value in ov_config.items()}}  # the user's properties win
 
 
 # --------------------------------------------------------------------------- the predictor

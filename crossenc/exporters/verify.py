@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Sequence
@@ -12,14 +13,15 @@ from typing import Any
 import numpy as np
 
 from crossenc.backends import LoadRequest, backend_loader, check_backend, check_variant
-from crossenc.batching import default_max_tokens, iter_batches
+from crossenc.batching import default_max_tokens
 from crossenc.inputs import normalize_pairs
 from crossenc.model_source import ModelSource, resolve_model
+from crossenc.pipeline import BatchPlan, score_chunks, text_chunks
 from crossenc.quality import Agreement, Tolerance, VerificationReport
 from crossenc.scores import logits_to_scores
 from crossenc.st_compat import merge_prompts, read_saved_settings, resolve_prompt
 from crossenc.tokenization import tokenizer_setup
-from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS, should_tokenize_ahead
+from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS
 from crossenc.workloads import verification_groups
 
 logger = logging.getLogger(__name__)
@@ -78,7 +80,7 @@ def compare_logits(
 class ArtifactScorer:
     """Raw logits of a checkpoint or artifact folder, as ``CrossEncoder(folder, ...).predict(pairs,
     activation_fn=Identity())`` gives them (its saved settings and default prompt, its tokenization, batch
-    size 32, its token budget, its chunks), built from the layers below the facade that exporters sit on."""
+    size 32, its token budget and chunks: crossenc.pipeline), from the layers below the facade."""
 
     def __init__(
         self, folder: Path, like: ModelSource, backend: str, variant: str, device: str,
@@ -110,21 +112,13 @@ class ArtifactScorer:
     def logits(self, pairs: Any, batch_size: int = 32) -> np.ndarray:
         """Logits of ``pairs`` (one pair: one row), ``[N]`` for one label, else ``[N, labels]``; NaN/inf raise."""
         checked, _ = normalize_pairs(pairs)
-        if self.query_prompt:
-            checked = [(self.query_prompt + query, document) for query, document in checked]
-        logits = np.zeros((len(checked), self.num_labels), dtype=np.float32)
-        chunk = DEFAULT_CHUNK_PAIRS if should_tokenize_ahead(None, str(self.predictor.info.device), len(checked),
-                                                             DEFAULT_CHUNK_PAIRS) else max(len(checked), 1)
-        for offset in range(0, len(checked), chunk):
-            encoded = self.setup.encode(checked[offset : offset + chunk])
-            planned = list(iter_batches(encoded, self.predictor.info, batch_size=batch_size,
-                                        max_tokens=default_max_tokens(self.device),
-                                        pad_token_id=self.setup.pad_token_id))
-            run_many = getattr(self.predictor, "predict_many", None)
-            batches = (batch for _, batch in planned)
-            results = run_many(batches) if run_many else map(self.predictor.predict_logits, batches)
-            for (indices, _), batch_logits in zip(planned, results):
-                logits[offset + indices] = batch_logits
+        encoder = self.setup.encoder_for(self.query_prompt)
+        checked = self.setup.prompted(checked, self.query_prompt)
+        encode = functools.partial(encoder.encode, use_token_type_ids=self.setup.uses_token_type_ids)
+        plan = BatchPlan(batch_size, default_max_tokens(self.device), self.setup.pad_token_id)
+        with text_chunks(checked, encode, tokenize_ahead=None, device=str(self.predictor.info.device),
+                         chunk_pairs=DEFAULT_CHUNK_PAIRS) as chunks:
+            logits, _ = score_chunks(self.predictor, chunks, len(checked), self.num_labels, plan)
         return logits_to_scores(logits, None, False, self.num_labels).numpy()
 
 

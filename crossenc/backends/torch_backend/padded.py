@@ -12,6 +12,7 @@ copy does not wait for the running one (:func:`crossenc.backends.torch_backend.i
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -70,6 +71,20 @@ class TorchPredictor(InFlightPredictions):
     @torch.inference_mode()
     def predict_logits(self, batch: TokenBatch) -> np.ndarray:
         return self._launch(batch).float().cpu().numpy()
+
+    def to_device(self, device: str) -> "TorchPredictor":
+        """Move the weights to ``device`` in place (``module`` shares them with ``hf_model``)."""
+        if self.info.bucket_lengths is not None or self.hf_model is None:
+            raise ValueError(
+                f"torch variant {self.info.variant!r} is compiled for {self.info.device!r} and cannot move; "
+                f"load another with CrossEncoder(..., device={device!r})"
+            )
+        device = _resolve_device(device)
+        self.hf_model.to(device)
+        self.module.to(device)
+        self.device = torch.device(device)
+        self.info = dataclasses.replace(self.info, device=device)
+        return self
 
 
 def _compile_buckets(max_length: int) -> tuple[int, ...]:
