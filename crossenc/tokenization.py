@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from crossenc.chat_template import ChatTemplateEncoder, has_chat_template
 from crossenc.inputs import check_positive, normalize_pairs
 from crossenc.model_source import ModelSource, position_limit, usable_max_length
 from crossenc.pair_encoding import EncodedPairs, PairEncoder
+from crossenc.st_compat import SavedSettings, read_saved_settings
 
 Pair = tuple[str, str]
 
@@ -89,6 +91,23 @@ def tokenizer_setup(source: ModelSource, config: Any = None, max_length: int | N
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return TokenizerSetup(tokenizer, max_length, "token_type_ids" in tokenizer.model_input_names, pad_token_id,
                           PairEncoder(tokenizer, max_length))
+
+
+def checkpoint_source(
+    folder: Path, like: ModelSource | None = None, model_kwargs: dict[str, Any] | None = None
+) -> tuple[ModelSource, SavedSettings]:
+    """The ModelSource ``CrossEncoder(folder, ...)`` reads (``like``'s trust and config/tokenizer kwargs, the
+    ``max_seq_length`` sentence-transformers saved there), and those saved settings."""
+    saved = read_saved_settings(folder)
+    tokenizer_kwargs = dict(like.tokenizer_kwargs) if like else {}
+    if saved.max_seq_length is not None:
+        tokenizer_kwargs.setdefault("model_max_length", saved.max_seq_length)
+    source = ModelSource(
+        path=folder, name=str(folder), trust_remote_code=bool(like and like.trust_remote_code),
+        allow_pickle=bool(like and like.allow_pickle), config_kwargs=dict(like.config_kwargs) if like else {},
+        tokenizer_kwargs=tokenizer_kwargs, model_kwargs=dict(model_kwargs or {}),
+    )
+    return source, saved
 
 
 @dataclass(frozen=True)

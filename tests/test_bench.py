@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from crossenc.bench.comparable import BaselineError
-from crossenc.bench.compare import compare_results
+from crossenc.bench.baseline import BaselineError
+from crossenc.bench.regression import compare_results
 from crossenc.bench.harness import ANCHOR_LABEL, REFERENCE_LABEL, BenchConfig, run_bench
 from crossenc.bench.results import load_result, markdown_table, write_result
 from crossenc.workloads import load_workload

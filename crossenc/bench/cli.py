@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from crossenc.bench.compare import Comparison
+    from crossenc.bench.regression import Comparison
     from crossenc.workloads import Workload
 
 QUICK_WORKLOAD = "debian:300:3"
@@ -86,7 +86,7 @@ def _output_json(args: argparse.Namespace) -> Path:
 
 def _checked_baseline(args: argparse.Namespace, workload_spec: str, workload: Workload) -> dict[str, Any] | None:
     """The --compare result, checked against this run's plan before minutes of measuring (BaselineError)."""
-    from crossenc.bench.comparable import BaselineError, load_baseline, require_comparable
+    from crossenc.bench.baseline import BaselineError, load_baseline, require_comparable
 
     if not args.compare:
         return None
@@ -124,8 +124,8 @@ def _report(comparison: Comparison, args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crossenc.bench.comparable import BaselineError
-    from crossenc.bench.compare import compare_results
+    from crossenc.bench.baseline import BaselineError
+    from crossenc.bench.regression import compare_results
     from crossenc.bench.harness import BenchConfig, run_bench
     from crossenc.bench.results import write_result
     from crossenc.workloads import load_workload

@@ -40,14 +40,11 @@ def timed_calls(function: Callable[[], Any], repetitions: int) -> list[float]:
 
 def load_pair_encoder(model: str | Path, split: bool = True):
     """``(PairEncoder, uses_token_type_ids)`` for a checkpoint, at CrossEncoder's default max length."""
-    from transformers import AutoConfig, AutoTokenizer
+    from crossenc.model_source import resolve_model
+    from crossenc.tokenization import checkpoint_source, tokenizer_setup
 
-    from crossenc.model_source import usable_max_length
-    from crossenc.pair_encoding import PairEncoder
-
-    tokenizer = AutoTokenizer.from_pretrained(model)
-    max_length = usable_max_length(tokenizer, AutoConfig.from_pretrained(model))
-    return PairEncoder(tokenizer, max_length, split=split), "token_type_ids" in tokenizer.model_input_names
+    setup = tokenizer_setup(checkpoint_source(resolve_model(model))[0])
+    return setup.pair_encoder(split), setup.uses_token_type_ids
 
 
 def measure_stages(model: str, workload_spec: str, repetitions: int) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import logging
 import os
 import shutil
@@ -15,7 +17,7 @@ from crossenc.errors import VerificationFailed
 from crossenc.manifest import MANIFEST_NAME, WEIGHT_SUFFIXES
 from crossenc.model_source import ModelSource, resolve_model
 from crossenc.paths import install_dir, staging_dir
-from crossenc.quality import VerificationReport
+from crossenc.quality import TOLERANCES, Tolerance, VerificationReport
 
 logger = logging.getLogger(__name__)
 
@@ -106,3 +108,33 @@ def copy_support_files(source: ModelSource, target: Path) -> list[str]:
             shutil.copy2(path, target / path.name)
             copied.append(path.name)
     return copied
+
+
+# --------------------------------------------------------------------------- the CLI of every format
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """``crossenc export FORMAT MODEL OUT`` arguments every format takes: data, verification, tolerance overrides."""
+    parser.add_argument("model", help="model folder, Hub id, or 'demo'")
+    parser.add_argument("output", help="folder to write (replaced atomically, and only by a verified export: one that "
+                        "fails verification is kept in OUTPUT.failed)")
+    parser.add_argument("--calibration", default=None, metavar="FILE",
+                        help="JSONL of {query, documents} to calibrate int8 on (default: Debian training queries)")
+    parser.add_argument("--verify-file", default=None, metavar="FILE", help="JSONL of {query, documents} to verify on")
+    parser.add_argument("--no-verify", action="store_true", help="skip verification (manifest says verified: false)")
+    parser.add_argument("--max-abs", type=float, default=None, help="tolerance override: max |logit difference|")
+    parser.add_argument("--min-spearman", type=float, default=None, help="tolerance override: mean per-query Spearman")
+    parser.add_argument("--min-top-k", type=float, default=None, help="tolerance override: mean top-10 agreement")
+
+
+def tolerance_from_args(args: argparse.Namespace, precision: str) -> Tolerance | None:
+    """The precision's tolerance with the command line's overrides, or None (the default) without any."""
+    overrides = {"max_abs": args.max_abs, "spearman": args.min_spearman, "top_k_agreement": args.min_top_k}
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    return dataclasses.replace(TOLERANCES[precision], **overrides) if overrides else None
+
+
+def export_summary(result: ExportResult) -> str:
+    """The line a successful ``crossenc export`` prints (a failed one raises VerificationFailed to the CLI)."""
+    status = result.report.summary() if result.report else (
+        "verification skipped (--no-verify): backends refuse it unless backend_kwargs={'allow_unverified': True}"
+    )
+    return f"wrote {result.path}: {status}"

@@ -19,8 +19,8 @@ from crossenc.model_source import ModelSource, resolve_model
 from crossenc.pipeline import BatchPlan, score_chunks, text_chunks
 from crossenc.quality import Agreement, Tolerance, VerificationReport
 from crossenc.scores import logits_to_scores
-from crossenc.st_compat import merge_prompts, read_saved_settings, resolve_prompt
-from crossenc.tokenization import tokenizer_setup
+from crossenc.st_compat import merge_prompts, resolve_prompt
+from crossenc.tokenization import checkpoint_source, tokenizer_setup
 from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS
 from crossenc.workloads import verification_groups
 
@@ -87,15 +87,7 @@ class ArtifactScorer:
         options: dict[str, Any] | None = None, model_kwargs: dict[str, Any] | None = None,
         max_length: int | None = None,
     ) -> None:
-        folder = resolve_model(folder)
-        saved = read_saved_settings(folder)
-        tokenizer_kwargs = dict(like.tokenizer_kwargs)
-        if saved.max_seq_length is not None:
-            tokenizer_kwargs.setdefault("model_max_length", saved.max_seq_length)
-        source = ModelSource(
-            path=folder, name=str(folder), trust_remote_code=like.trust_remote_code, allow_pickle=like.allow_pickle,
-            config_kwargs=dict(like.config_kwargs), tokenizer_kwargs=tokenizer_kwargs, model_kwargs=dict(model_kwargs or {}),
-        )
+        source, saved = checkpoint_source(resolve_model(folder), like, model_kwargs)
         config = source.load_config()
         self.setup = tokenizer_setup(source, config, max_length)
         self.num_labels = int(config.num_labels)

@@ -53,10 +53,8 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "in_flight": DEFAULT_IN_FLIGHT,
     "pin_inputs": False,
 }
-# H100, Debian pairs already tokenized (results/nvidia-h100-80gb-hbm3/gpu_check_repeat.md, one run):
-# graphs with Triton kernels 95,911 pairs/s, graphs with torch ops 76,713; eager, the host spends 2.2x
-# the GPU's time launching kernels (kernel_profile.txt). Defaults for fp16 only, the precision measured;
-# without Triton (not importable) torch ops are used; a failed capture runs eager.
+# fp16 only, the precision measured on an H100: graphs + Triton 95,911 pairs/s vs 76,713 with torch ops
+# (docs/gpu-defaults.md); without triton torch ops run, and a failed capture runs eager.
 CUDA_FP16_DEFAULTS: dict[str, Any] = {"cuda_graphs": True, "use_triton": True}
 
 
