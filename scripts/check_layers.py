@@ -4,7 +4,8 @@
 tests/test_layers.py runs the same check. Every import counts for the direction: module-level, inside
 functions, under ``TYPE_CHECKING``, and names a registry resolves later (``"crossenc.x:load"``,
 ``importlib.import_module("crossenc.x")``), so a lazy import cannot hide an upward dependency. Cycles
-count executed imports only: a type-only import or a registry naming its own plugins is not one.
+count executed imports and names alike, but not type-only imports, nor a package's registry naming
+its own modules (``crossenc.backends`` names each backend's loader; the loaders import the package).
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ class Edge:
     source: str
     target: str
     line: int
-    how: str  # "import" (executed), "type" (under TYPE_CHECKING), "string" (a name resolved later)
+    how: str  # "import" (executed), "type" (under TYPE_CHECKING), "string" (a name resolved later),
+    # "registry" (a package __init__ naming one of its own modules)
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -117,7 +119,8 @@ def imports_of(module: str, modules: dict[str, Path]) -> list[Edge]:
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
             text = node.value.split(":")[0] if node.value.count(":") == 1 else node.value
             if text.startswith(PACKAGE + ".") and text.replace(".", "").replace("_", "").isalnum() and text in modules:
-                add(text, node.lineno, "string")
+                own = _is_package(module, modules) and text.startswith(base + ".")
+                add(text, node.lineno, "registry" if own else "string")
     return edges
 
 
@@ -202,11 +205,11 @@ def violations(root: Path = ROOT) -> list[str]:
         if source is not None and target is not None and target > source:
             problems.append(
                 f"{modules[edge.source].relative_to(root)}:{edge.line}: {edge.source} ({LAYERS[source][0]}) "
-                f"imports {edge.target} ({LAYERS[target][0]}) upward" + {"string": " by name", "type": " for types"}.get(edge.how, "")
+                f"imports {edge.target} ({LAYERS[target][0]}) upward" + {"string": " by name", "registry": " by name", "type": " for types"}.get(edge.how, "")
             )
     module_graph: dict[str, set[str]] = {}
     unit_graph: dict[str, set[str]] = {}
-    for edge in (edge for edge in edges if edge.how == "import"):
+    for edge in (edge for edge in edges if edge.how in ("import", "string")):
         module_graph.setdefault(edge.source, set()).add(edge.target)
         if unit_of(edge.source) != unit_of(edge.target):
             unit_graph.setdefault(unit_of(edge.source), set()).add(unit_of(edge.target))

@@ -2,7 +2,8 @@
 int8) and the padding-free encoder of crossenc.kernels (``packed``: the ``packed*`` variants).
 
 It owns what only it runs: the in-flight queue (``in_flight``), CUDA graphs (``cuda_graphs``) and the
-first-token rewrite of the last layer (``first_token``, which the ONNX / OpenVINO exporters apply too).
+first-token rewrite of the last layer (``first_token``). The ONNX / OpenVINO exporters export that same
+rewritten torch module, so they import it from here: exporters sit above backends.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from crossenc.backends.torch_backend.first_token import FirstTokenLastLayer, first_token_model, last_layer_note
-from tests.test_kernels import build_hf
+from tests.kernels.test_kernels import build_hf
 
 
 def _padded_batch(pad_id: int, seed: int = 0):

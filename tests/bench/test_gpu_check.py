@@ -64,7 +64,7 @@ def test_prepare_gpu_check_writes_an_fp16_copy_that_loads_upcast(tiny_model, pai
 
     from crossenc import CrossEncoder
 
-    path = Path(__file__).parent.parent / "scripts" / "prepare_gpu_check.py"
+    path = Path(__file__).parents[2] / "scripts" / "prepare_gpu_check.py"
     spec = importlib.util.spec_from_file_location("prepare_gpu_check", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
