@@ -1,4 +1,4 @@
-"""Command line: ``crossenc predict | rank | export | bench | autotune``. Thin: parses, calls the API."""
+"""Command line: ``crossenc predict | rank | score | export | bench | autotune | serve | support``. Thin: parses, calls the API."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ EXTERNAL_COMMANDS = {
     "bench": ("crossenc.bench.cli", "benchmark every backend on this machine"),
     "bench-host": ("crossenc.bench.host_pipeline", "measure the host's tokenize/batch/pack stages (what feeds a GPU)"),
     "autotune": ("crossenc.bench.autotune_cli", "pick the fastest backend within an accuracy budget"),
+    "support": ("crossenc.support", "try every backend/variant on one model here: ok / refused / not here"),
+    "serve": ("crossenc.serve.cli", "HTTP reranking server (TEI / Cohere routes, cross-request batching)"),
+    "score": ("crossenc.score_cli", "score a JSONL / Parquet file in-process, or on Ray with --ray"),
 }
 
 

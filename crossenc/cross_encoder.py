@@ -35,7 +35,7 @@ from crossenc.inputs import (
     normalize_pairs,
 )
 from crossenc.loading import backend_loader
-from crossenc.model_source import ModelSource, position_limit, resolve_model, usable_max_length
+from crossenc.model_source import ModelSource, exported_variant, position_limit, resolve_model, usable_max_length
 from crossenc.pair_encoding import EncodedPairs, PairEncoder
 from crossenc.pipeline import BatchPlan, score_chunks, text_chunks
 from crossenc.predictor import Predictor
@@ -176,7 +176,7 @@ class CrossEncoder:
             from crossenc.profiles import choose_backend
 
             backend, variant = choose_backend(self.source, self._device, accuracy=accuracy)
-        variant = check_variant(backend, variant)
+        variant = check_variant(backend, variant if variant is not None else exported_variant(model_dir, backend))
         self.backend = backend
         self.predictor: Predictor = backend_loader(backend)(
             LoadRequest(

@@ -66,14 +66,23 @@ class ModelSource:
         if "torch_dtype" in kwargs:  # transformers 5 renamed torch_dtype to dtype
             kwargs.setdefault("dtype", kwargs.pop("torch_dtype"))
         kwargs.setdefault("dtype", torch.float32)
-        model, loading = AutoModelForSequenceClassification.from_pretrained(
-            self.path,
-            config=config,
-            trust_remote_code=self.trust_remote_code,
-            use_safetensors=None if self.allow_pickle else True,
-            output_loading_info=True,
-            **kwargs,
-        )
+        def load(**chosen):
+            return AutoModelForSequenceClassification.from_pretrained(
+                self.path,
+                config=config,
+                trust_remote_code=self.trust_remote_code,
+                use_safetensors=None if self.allow_pickle else True,
+                output_loading_info=True,
+                **chosen,
+            )
+
+        try:
+            model, loading = load(**kwargs)
+        except ValueError as error:
+            # MPNet, DeBERTa-v2 and others have no SDPA path: their eager attention computes the same scores
+            if kwargs.get("attn_implementation") != "sdpa" or "scaled_dot_product_attention" not in str(error):
+                raise
+            model, loading = load(**{**kwargs, "attn_implementation": "eager"})
         initialised = initialised_weights(loading)
         if complete_for and initialised:
             shown = ", ".join(initialised[:4]) + (", ..." if len(initialised) > 4 else "")
@@ -89,6 +98,18 @@ def initialised_weights(loading: dict[str, Any]) -> list[str]:
     """Names of the weights a checkpoint lacked (missing or of another shape), from transformers' loading info."""
     mismatched = {key[0] if isinstance(key, tuple) else key for key in loading.get("mismatched_keys") or ()}
     return sorted(set(loading.get("missing_keys") or ()) | mismatched)
+
+
+def exported_variant(folder: Path, backend: str) -> str | None:
+    """The variant a crossenc export folder of ``backend``'s format holds (its manifest says), else None,
+    so ``CrossEncoder(export_folder, backend=...)`` loads what was exported without naming it."""
+    from crossenc.manifest import read_manifest
+
+    manifest = read_manifest(folder) if folder.is_dir() else None
+    if not isinstance(manifest, dict) or manifest.get("format") != backend:
+        return None
+    variant = manifest.get("variant")
+    return variant if isinstance(variant, str) else None
 
 
 def resolve_model(

@@ -27,8 +27,10 @@ def build_tiny_model(folder: Path, num_labels: int = 1, seed: int = 0, model_typ
     folder.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
     vocab += list("abcdefghijklmnopqrstuvwxyz0123456789.,!?-'")
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True, model_max_length=128)
+    vocab = list(dict.fromkeys(vocab))  # dense ids: a repeated token would leave an id past the embeddings
+    # transformers 5 ignores vocab_file=: the vocabulary itself must be passed, or every word is [UNK]
+    tokenizer = BertTokenizerFast(vocab={token: index for index, token in enumerate(vocab)}, do_lower_case=True,
+                                  model_max_length=128)
     torch.manual_seed(seed)
     config = BertConfig(
         vocab_size=len(vocab),

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from crossenc.backends import LoadRequest
-from crossenc.backends.torch_backend.first_token import first_token_model, last_layer_note
+from crossenc.backends.torch_backend.first_token import export_model, last_layer_note
 from crossenc.exporters.base import (
     ExportResult,
     add_common_arguments,
@@ -146,8 +146,7 @@ def torch_export(
     import torch
 
     model = source.load_torch_model(hf_config, complete_for="an ONNX export", attn_implementation="eager").eval()
-    if first_token:
-        model = first_token_model(model)
+    model = export_model(model, first_token)
     tokenizer = source.load_tokenizer()
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if "token_type_ids" in tokenizer.model_input_names else [])
     sample = {name: torch.ones(2, 16, dtype=torch.long) for name in names}

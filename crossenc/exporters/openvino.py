@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from crossenc.backends import LoadRequest
-from crossenc.backends.torch_backend.first_token import first_token_model, last_layer_note
+from crossenc.backends.torch_backend.first_token import export_model, last_layer_note
 from crossenc.exporters.base import (
     ExportResult,
     add_common_arguments,
@@ -136,8 +136,7 @@ def convert_model(source: ModelSource, hf_config, first_token: bool = True) -> t
     names = input_names(source)
     attn = source.model_kwargs.get("attn_implementation", "sdpa")
     model = source.load_torch_model(hf_config, complete_for="an OpenVINO export", attn_implementation=attn).eval()
-    if first_token:
-        model = first_token_model(model)
+    model = export_model(model, first_token)
     example = _example_inputs(names, int(getattr(hf_config, "vocab_size", 0) or 100))
     max_length = position_limit(hf_config) or 512
     try:
@@ -156,6 +155,7 @@ def convert_model(source: ModelSource, hf_config, first_token: bool = True) -> t
             ov_model = ov.convert_model(model, example_input=example, input=shapes)
         route = "torchscript"
     ov_model.outputs[0].get_tensor().set_names({"logits"})
+    attn = getattr(model.config, "_attn_implementation", None) or attn  # eager where the model has no SDPA
     return ov_model, {"converter": f"{route} + openvino.convert_model", "attn_implementation": attn, "inputs": names,
                       "last_layer": last_layer_note(model)}
 

@@ -112,11 +112,36 @@ def _without_last_layer(base: torch.nn.Module) -> torch.nn.Module:
     return truncated
 
 
+class LogitsOnly(torch.nn.Module):
+    """``model``'s logits alone, with no key/value cache: graph exporters trace tensors, not Cache objects
+    (decoders such as Qwen3 return one by default)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.config = model.config
+        self.is_decoder = bool(getattr(model.config, "use_cache", False))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        if self.is_decoder:
+            kwargs["use_cache"] = False
+        return {"logits": self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits}
+
+
 def first_token_model(model: torch.nn.Module) -> torch.nn.Module:
     """The wrapper when the architecture is supported, else ``model`` unchanged."""
     return FirstTokenLastLayer(model).eval() if supports_first_token(model) else model
 
 
+def export_model(model: torch.nn.Module, first_token: bool) -> torch.nn.Module:
+    """The module a graph exporter traces: the first-token rewrite where it applies, else logits only."""
+    if first_token and supports_first_token(model):
+        return FirstTokenLastLayer(model).eval()
+    return LogitsOnly(model).eval()
+
+
 def last_layer_note(model: torch.nn.Module) -> str:
     """What an exported graph's last layer computes, for the manifest."""
-    return "first token only" if isinstance(model, FirstTokenLastLayer) else "all tokens"
+    return "first token only" if isinstance(model, FirstTokenLastLayer) else "all tokens"  # LogitsOnly too

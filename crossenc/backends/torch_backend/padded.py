@@ -134,7 +134,9 @@ def load_padded(request: LoadRequest) -> TorchPredictor:
     weights = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}.get(next(model.parameters()).dtype)
     precision = {"fp16": "fp16", "bf16": "bf16", "int8": "int8"}.get(variant, weights or "fp32")
     bucket_lengths: tuple[int, ...] | None = None
-    details: dict[str, Any] = {"attn_implementation": model_kwargs["attn_implementation"], "torch": torch.__version__}
+    # What ran: SDPA falls back to eager attention for architectures without it (MPNet, DeBERTa-v2)
+    attention = getattr(model.config, "_attn_implementation", None) or model_kwargs["attn_implementation"]
+    details: dict[str, Any] = {"attn_implementation": attention, "torch": torch.__version__}
     if device == "cpu":
         details["threads"] = torch.get_num_threads()
     if variant == "int8":

@@ -1,0 +1,87 @@
+"""Every reranker family loads, matches sentence-transformers, and gets each backend or a clear refusal."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from crossenc import CrossEncoder
+from crossenc.bench.results import results_dir
+from crossenc.support import FP32_TOLERANCE, SAMPLE_PAIRS, support_matrix
+from tests.families import FAMILIES, build_family_model
+from tests.support_table import BEGIN, END, README, render_table
+
+st = pytest.importorskip("sentence_transformers")
+ODD_PAIRS = list(SAMPLE_PAIRS)  # an empty query and document, one-letter texts, one past max_length
+PACKED_FAMILIES = {"bert", "roberta", "xlm-roberta"}
+FP32_CELLS = [("torch", "sdpa"), ("torch", "eager"), ("torch", "packed"), ("onnx", "plain"), ("openvino", "fp32")]
+
+
+@pytest.fixture(scope="module")
+def family_models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("families")
+    return {family: build_family_model(root / family, family) for family in FAMILIES}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_default_variant_matches_sentence_transformers(family_models, family):
+    folder = str(family_models[family])
+    ours = CrossEncoder(folder, device="cpu")
+    expected = st.CrossEncoder(folder, device="cpu").predict(ODD_PAIRS)
+    np.testing.assert_allclose(ours.predict(ODD_PAIRS), expected, atol=FP32_TOLERANCE, rtol=0)
+    ranked = ours.rank("gnu debugger", [document for _, document in ODD_PAIRS])
+    assert sorted(entry["corpus_id"] for entry in ranked) == list(range(len(ODD_PAIRS)))
+    attention = ours.info()["details"]["attn_implementation"]
+    assert attention == ("eager" if family in ("mpnet", "deberta-v2") else "sdpa")
+
+
+@pytest.mark.parametrize("family", sorted(set(FAMILIES) - PACKED_FAMILIES))
+def test_packed_refused_at_load_naming_the_family(family_models, family):
+    with pytest.raises(ValueError, match=rf"this checkpoint is '{family}'.*variant='sdpa'"):
+        CrossEncoder(str(family_models[family]), device="cpu", variant="packed")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fp32_backends_match_or_refuse(family_models, family, tmp_path, monkeypatch):
+    """The exact variants of every backend, against the plain Hugging Face forward, and agreeing with
+    the committed matrix (results/cpu-amd-epyc-2c/support.json, which the README table shows)."""
+    monkeypatch.setenv("CROSSENC_CACHE", str(tmp_path / "cache"))
+    cells = support_matrix(str(family_models[family]), "cpu", FP32_CELLS)
+    assert [cell for cell in cells if cell.status == "crash"] == []
+    for cell in cells:
+        if cell.status == "ok":
+            assert cell.max_abs_error <= FP32_TOLERANCE, cell
+        elif cell.status == "refused":
+            assert family in cell.detail, cell  # a refusal names the family
+    committed = _committed_matrix()["families"][family]
+    statuses = {(c["backend"], c["variant"]): c["status"] for c in committed}
+    assert {(c.backend, c.variant): c.status for c in cells} == {key: statuses[key] for key in FP32_CELLS}
+
+
+def test_committed_matrix_has_no_crash_and_the_readme_shows_it():
+    payload = _committed_matrix()
+    assert set(payload["families"]) == set(FAMILIES)
+    assert [c for cells in payload["families"].values() for c in cells if c["status"] == "crash"] == []
+    readme = README.read_text()
+    assert readme.split(BEGIN, 1)[1].split(END, 1)[0].strip() == render_table(payload).strip()
+
+
+def _committed_matrix() -> dict:
+    return json.loads((results_dir("cpu") / "support.json").read_text())
+
+
+def test_support_command(family_models, capsys):
+    from crossenc.cli import main
+
+    assert main(["support", str(family_models["electra"]), "--variants", "torch:sdpa,torch:packed,torch:fp16"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    assert [line.split()[2] for line in lines[1:4]] == ["ok", "refused", "not"]
+    assert lines[-1] == "1 ok, 1 refused, 1 not here, 0 crash"
+    assert main(["support", str(family_models["bert"]), "--variants", "torch:packed", "--json"]) == 0
+    cells = json.loads(capsys.readouterr().out)
+    assert cells[0]["status"] == "ok" and cells[0]["max_abs_error"] <= FP32_TOLERANCE
+    assert main(["support", str(family_models["bert"]), "--variants", "torch:nope"]) == 2
