@@ -29,12 +29,6 @@ def load_predictor(
     **options: Any,
 ) -> "Predictor":
     """Load only the backend predictor (token arrays in, fp32 logits out) for a checkpoint folder."""
-    from crossenc.backends import LoadRequest, backend_loader, check_variant
-    from crossenc.model_source import ModelSource, default_max_length, resolve_model
+    from crossenc.loading import load_predictor as load
 
-    source = ModelSource(path=resolve_model(model_name_or_path), name=str(model_name_or_path))
-    config = source.load_config()
-    if max_length is None:
-        max_length = default_max_length(source.load_tokenizer(), config)
-    request = LoadRequest(source, config, device, check_variant(backend, variant), max_length, options)
-    return backend_loader(backend)(request)
+    return load(model_name_or_path, backend, variant, device, max_length, **options)

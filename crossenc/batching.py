@@ -17,10 +17,7 @@ from crossenc.pair_encoding import EncodedPairs, PairEncoder, concatenated_range
 from crossenc.predictor import PackedTokenBatch, PredictorInfo, TokenBatch
 
 DEFAULT_MAX_TOKENS = 16384  # padded tokens per batch on GPUs: 32 x 512, the largest batch_size=32 can need
-# On CPUs small batches stay in cache: MiniLM-L6 fp32 sdpa on the Debian workload (2-core EPYC, one
-# process, 3 interleaved runs) gave 50.7 pairs/s at 16384 tokens, 65.0 at 4096, 70.7 at 2048, 73.0 at
-# 1024, ~66 at 512 and 56 at 256. batch_size stays the upper bound on rows.
-DEFAULT_MAX_TOKENS_CPU = 1024
+DEFAULT_MAX_TOKENS_CPU = 1024  # small batches stay in cache: 1.4x the pairs/s of 16384 (docs/gpu-defaults.md)
 
 
 def default_max_tokens(device: str) -> int:

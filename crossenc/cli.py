@@ -9,7 +9,9 @@ import sys
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-DEFAULT_MODEL = "demo"
+from crossenc.demo import DEMO_ALIAS, expand_alias
+
+DEFAULT_MODEL = DEMO_ALIAS
 # Subcommands that live beside the code they drive: name -> module with add_arguments(parser) and run(args).
 EXTERNAL_COMMANDS = {
     "export": ("crossenc.exporters.cli", "export a checkpoint to ONNX / OpenVINO and verify it"),
@@ -20,15 +22,6 @@ EXTERNAL_COMMANDS = {
     "serve": ("crossenc.serve.cli", "HTTP reranking server (TEI / Cohere routes, cross-request batching)"),
     "score": ("crossenc.score_cli", "score a JSONL / Parquet file in-process, or on Ray with --ray"),
 }
-
-
-def resolve_model_argument(model: str) -> str:
-    """``demo`` names the embedded demo reranker; anything else is a folder or Hub id."""
-    if model == DEFAULT_MODEL:
-        from crossenc.demo import demo_model_path
-
-        return str(demo_model_path())
-    return model
 
 
 def _read_json_lines(handle: TextIO, source: str) -> Iterator[tuple[int, Any]]:
@@ -72,7 +65,7 @@ def _load_encoder(args: argparse.Namespace):
     from crossenc import CrossEncoder
 
     return CrossEncoder(
-        resolve_model_argument(args.model),
+        expand_alias(args.model),
         backend=args.backend,
         variant=args.variant,
         device=args.device,
@@ -148,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from crossenc.exporters.base import VerificationFailed
+    from crossenc.errors import VerificationFailed
 
     args = build_parser().parse_args(argv)
     try:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from crossenc.backends import LoadRequest, backend_loader, check_backend, check_variant
+from crossenc.backends import LoadRequest, check_backend, check_variant
 from crossenc.batching import PaddingStats, default_max_tokens
 from crossenc.chat_template import ChatTemplateEncoder, has_chat_template
 from crossenc.checkpoint_writer import write_checkpoint
@@ -34,9 +34,9 @@ from crossenc.inputs import (
     features_from_encoded,
     normalize_pairs,
 )
+from crossenc.loading import backend_loader
 from crossenc.model_source import ModelSource, exported_variant, position_limit, resolve_model, usable_max_length
 from crossenc.pair_encoding import EncodedPairs, PairEncoder
-from crossenc.pair_tokenizer import PairTokenizer
 from crossenc.pipeline import BatchPlan, score_chunks, text_chunks
 from crossenc.predictor import Predictor
 from crossenc.scores import activation_path, logits_to_scores, rank_order, resolve_activation
@@ -49,6 +49,7 @@ from crossenc.st_compat import (
     split_backend_model_kwargs,
     write_saved_settings,
 )
+from crossenc.tokenization import PromptedPairEncoder
 from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS, TokenizeAhead
 from crossenc.tokenizer_processes import TokenizerProcesses, check_processes, process_chunk_pairs
 
@@ -172,7 +173,7 @@ class CrossEncoder:
         self._pair_encoder = PairEncoder(self.tokenizer, self.max_length)
         self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         if backend == "auto":
-            from crossenc.bench.autotune import choose_backend
+            from crossenc.profiles import choose_backend
 
             backend, variant = choose_backend(self.source, self._device, accuracy=accuracy)
         variant = check_variant(backend, variant if variant is not None else exported_variant(model_dir, backend))
@@ -400,13 +401,13 @@ class CrossEncoder:
         with self._tokenizer_lock:
             return tokenize(pairs)
 
-    def pair_tokenizer(self) -> PairTokenizer:
+    def pair_tokenizer(self) -> PromptedPairEncoder:
         """A picklable ``tokenize_pairs`` (this model's tokenizer, default prompt and current max_length) to
         run in other processes; feed its output to :meth:`predict_tokenized`."""
         query_prompt = resolve_prompt(self.prompts, self.default_prompt_name, None, None)
         if has_chat_template(self.tokenizer):  # the prompt is the conversation's system message
-            return PairTokenizer(self._encoder_for(query_prompt), self.uses_token_type_ids)
-        return PairTokenizer(self._pair_encoder, self.uses_token_type_ids, query_prompt or None)
+            return PromptedPairEncoder(self._encoder_for(query_prompt), self.uses_token_type_ids)
+        return PromptedPairEncoder(self._pair_encoder, self.uses_token_type_ids, query_prompt or None)
 
     def _prompted_pairs(self, inputs: Any, prompt: str | None, prompt_name: str | None):
         """``(pairs, is_single, encoder)``: the checked pairs, and the encoder that applies the resolved prompt

@@ -15,9 +15,15 @@ from crossenc.checkpoint_writer import write_checkpoint
 from crossenc.optional import require
 from crossenc.paths import PACKAGE_DATA, cache_dir
 
+DEMO_ALIAS = "demo"  # what the CLI, the bench and the exporters accept in place of a folder or Hub id
 HEAD_FILE = PACKAGE_DATA / "demo_head.safetensors"
 HEAD_RANK = 4  # rank of the pooler update: more overfits 300 training queries (val MRR fell)
 DEMO_NAME = "crossenc-demo-minilm-l6"
+
+
+def expand_alias(model: str) -> str:
+    """``demo`` names the embedded demo reranker (built on first use); anything else is a folder or Hub id."""
+    return str(demo_model_path()) if model == DEMO_ALIAS else model
 
 
 def minilm_dir() -> Path:

@@ -103,7 +103,7 @@ def initialised_weights(loading: dict[str, Any]) -> list[str]:
 def exported_variant(folder: Path, backend: str) -> str | None:
     """The variant a crossenc export folder of ``backend``'s format holds (its manifest says), else None,
     so ``CrossEncoder(export_folder, backend=...)`` loads what was exported without naming it."""
-    from crossenc.exporters.manifest import read_manifest
+    from crossenc.manifest import read_manifest
 
     manifest = read_manifest(folder) if folder.is_dir() else None
     if not isinstance(manifest, dict) or manifest.get("format") != backend:

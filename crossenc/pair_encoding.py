@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from crossenc.predictor import running_offsets
+
 ENCODE_CHUNK = 2048  # pairs (joint) or distinct texts (split) per tokenizer call: bounds Python-list memory
 _PROBES = (("alpha beta gamma", "delta epsilon"), ("zeta", "eta theta iota kappa lambda"))
 
@@ -137,7 +139,7 @@ def longest_first_lengths(first: np.ndarray, second: np.ndarray, budget: int) ->
     )
 
 
-def pair_tokenizer(tokenizer, max_length: int):
+def truncating_backend(tokenizer, max_length: int):
     """A private copy of the fast tokenizer's Rust backend, set to truncate pairs like Hugging Face.
 
     Hugging Face's ``tokenizer(queries, documents, truncation="longest_first", max_length=N)`` sets
@@ -165,7 +167,7 @@ class PairEncoder:
     """
 
     def __init__(self, tokenizer, max_length: int, split: bool = True) -> None:
-        self.pairs_backend = pair_tokenizer(tokenizer, max_length)
+        self.pairs_backend = truncating_backend(tokenizer, max_length)
         truncation = self.pairs_backend.truncation
         self.single = copy.deepcopy(self.pairs_backend)
         self.single.no_truncation()
@@ -264,14 +266,6 @@ def _split_supported(truncation: dict | None) -> bool:
 def _flatten(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     return np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int32, count=int(lengths.sum())), lengths
-
-
-def running_offsets(lengths: np.ndarray, dtype: type = np.int64) -> np.ndarray:
-    """``[0, l0, l0 + l1, ...]``: where each of the concatenated sequences starts, and the total
-    (int32 is the ``cu_seqlens`` layout flash-attn and the Triton kernels read)."""
-    offsets = np.zeros(len(lengths) + 1, dtype=dtype)
-    np.cumsum(lengths, out=offsets[1:])
-    return offsets
 
 
 def concatenated_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

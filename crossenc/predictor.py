@@ -42,6 +42,14 @@ class TokenBatch:
         return self.batch_size * self.padded_length
 
 
+def running_offsets(lengths: np.ndarray, dtype: type = np.int64) -> np.ndarray:
+    """``[0, l0, l0 + l1, ...]``: where each of the concatenated sequences starts, and the total
+    (int32 is the ``cu_seqlens`` layout flash-attn and the Triton kernels read)."""
+    offsets = np.zeros(len(lengths) + 1, dtype=dtype)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets
+
+
 @dataclass(frozen=True)
 class PackedTokenBatch:
     """One batch without padding, what backends with ``is_padded=False`` receive.

@@ -44,9 +44,9 @@ class Cell:
 
 
 def all_cells() -> list[tuple[str, str]]:
-    from crossenc.backends import VARIANTS
+    from crossenc.backends import BACKENDS
 
-    return [(backend, variant) for backend, variants in VARIANTS.items() for variant in variants]
+    return [(name, variant.name) for name, backend in BACKENDS.items() for variant in backend.variants]
 
 
 def runnable_here(device: str) -> set[tuple[str, str]]:
@@ -128,9 +128,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crossenc.cli import resolve_model_argument
+    from crossenc.demo import expand_alias
 
-    cells = support_matrix(resolve_model_argument(args.model), args.device, parse_cells(args.variants))
+    cells = support_matrix(expand_alias(args.model), args.device, parse_cells(args.variants))
     if args.json:
         json.dump([asdict(cell) for cell in cells], sys.stdout, indent=1)
         sys.stdout.write("\n")

@@ -15,7 +15,7 @@ import numpy as np
 from crossenc import CrossEncoder
 from crossenc.bench.results import atomic_write
 from crossenc.bench.measure import query_groups, random_order_mrr
-from crossenc.bench.workload import EVAL_START, load_debian
+from crossenc.workloads import EVAL_START, load_debian
 from crossenc.demo import demo_model_path
 from crossenc.quality import mrr_at_k
 

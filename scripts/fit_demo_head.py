@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from crossenc.bench.workload import FIT_QUERIES, load_debian
+from crossenc.workloads import FIT_QUERIES, load_debian
 from crossenc.demo import HEAD_FILE, HEAD_RANK, minilm_dir
 
 

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=100, help="queries x 100 documents for throughput")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    from crossenc.bench.workload import load_debian
+    from crossenc.workloads import load_debian
 
     debian = load_debian()
     small, big = debian.subset(300, min(10, args.queries)).pairs(), debian.subset(300, args.queries).pairs()

@@ -28,7 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from crossenc.bench.results import atomic_write, results_dir  # noqa: E402
-from crossenc.bench.workload import load_debian  # noqa: E402
+from crossenc.workloads import load_debian  # noqa: E402
 from crossenc.hardware import fingerprint, physical_cores  # noqa: E402
 
 

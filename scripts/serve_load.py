@@ -28,7 +28,7 @@ import httpx
 import numpy as np
 
 from crossenc.bench.results import atomic_write, results_dir
-from crossenc.bench.workload import EVAL_START, load_debian
+from crossenc.workloads import EVAL_START, load_debian
 from crossenc.hardware import fingerprint
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -185,9 +185,9 @@ def crossenc_server(args, max_documents: int, max_queue_pairs: int):
 # ---------------------------------------------------------------------- in-process baselines
 def python_phases(args, requests: list[Request]) -> tuple[list[dict], object]:
     from crossenc import CrossEncoder
-    from crossenc.cli import resolve_model_argument
+    from crossenc.demo import expand_alias
 
-    encoder = CrossEncoder(resolve_model_argument(args.model), backend=args.backend, variant=args.variant,
+    encoder = CrossEncoder(expand_alias(args.model), backend=args.backend, variant=args.variant,
                            device=args.device)
     encoder.rank(*requests[0])  # warm-up
     latencies, pairs = [], 0

@@ -166,7 +166,8 @@ def test_half_precision_checkpoint_loads_fp32_unless_asked(tmp_path, tiny_model,
 
 
 def test_a_backend_not_built_says_so_and_what_to_use(tiny_model):
-    from crossenc.backends import BACKENDS, backend_loader
+    from crossenc.backends import BACKENDS
+    from crossenc.loading import backend_loader
 
     with pytest.raises(NotImplementedError, match="TensorRT engine backend is not built.*packed-fp16"):
         CrossEncoder(str(tiny_model), device="cpu", backend="tensorrt")

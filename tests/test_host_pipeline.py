@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from crossenc import CrossEncoder
-from crossenc.backends.in_flight import check_depth, run_in_flight
+from crossenc.backends.torch_backend.in_flight import check_depth, run_in_flight
 from crossenc.tokenize_ahead import TokenizeAhead, should_tokenize_ahead
 
 IDENTITY = torch.nn.Identity()
@@ -139,8 +139,8 @@ def test_in_flight_defaults_to_one_off_cuda(tiny_model, variant):
 
 def test_cuda_defaults_measured_on_an_h100():
     """Without backend_kwargs, CUDA gets 2 batches in flight and packed-fp16 CUDA graphs and Triton kernels."""
-    from crossenc.backends.in_flight import default_in_flight
-    from crossenc.kernels.packed_predictor import _parse_options
+    from crossenc.backends.torch_backend.in_flight import default_in_flight
+    from crossenc.backends.torch_backend.packed import _parse_options
 
     assert default_in_flight("cuda") == default_in_flight(torch.device("cuda:1")) == 2
     assert default_in_flight("cpu") == 1
@@ -220,7 +220,7 @@ def test_run_in_flight_on_cuda_with_a_reused_output_buffer():  # pragma: no cove
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_pinned_copies_keep_their_values_when_the_host_array_is_reused():  # pragma: no cover - GPU machines only
-    from crossenc.backends.in_flight import to_device
+    from crossenc.backends.torch_backend.in_flight import to_device
 
     device, host = torch.device("cuda"), np.zeros(1 << 20, dtype=np.int64)
     copies = []

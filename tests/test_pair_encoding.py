@@ -139,7 +139,7 @@ def test_raw_tokenizer_with_padding_is_not_padded(bert_tokenizer):
 
 
 def test_real_minilm_tokenizer_on_debian_pairs():
-    from crossenc.bench.workload import load_debian
+    from crossenc.workloads import load_debian
     from crossenc.demo import minilm_dir
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_dir())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crossenc import CrossEncoder
+from crossenc.backends import BACKENDS
 from crossenc.batching import plan_batches
 
 from conftest import WORDS, random_pairs
@@ -150,14 +150,12 @@ def test_keyboard_interrupt_leaves_instance_usable(tiny_model, pairs):
 
 # ---------------------------------------------------------------- every backend present
 def _backends() -> list[tuple[str, str]]:
-    present = [("torch", "sdpa")]
-    if importlib.util.find_spec("crossenc.kernels.packed_predictor"):
-        present.append(("torch", "packed"))
-    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("crossenc.backends.onnx_backend"):
-        present.append(("onnx", "plain"))
-    if importlib.util.find_spec("openvino") and importlib.util.find_spec("crossenc.backends.openvino_backend"):
-        present.append(("openvino", "fp32"))
-    return present
+    """The first CPU variant of each code path of each installed backend, as crossenc.backends declares them."""
+    present: dict[tuple[str, str], str] = {}
+    for backend in BACKENDS.values():
+        for variant in backend.runnable("cpu"):
+            present.setdefault((backend.name, variant.family), variant.name)
+    return [(backend, variant) for (backend, _), variant in present.items()]
 
 
 @pytest.fixture(scope="module", params=_backends(), ids=lambda p: f"{p[0]}-{p[1]}")
@@ -269,8 +267,9 @@ def test_atomic_dir_without_overwrite_keeps_a_target_that_appeared_meanwhile(tmp
 
 def _build(tag: str, passed: bool):
     """A build step for write_export: one file, a manifest, and a report that passes or misses max_abs."""
-    from crossenc.exporters.manifest import MANIFEST_NAME
-    from crossenc.exporters.verify import Tolerance, compare_logits
+    from crossenc.exporters.verify import compare_logits
+    from crossenc.manifest import MANIFEST_NAME
+    from crossenc.quality import Tolerance
 
     def build(staging):
         (staging / "weights.bin").write_text(tag)
@@ -286,7 +285,8 @@ def _build(tag: str, passed: bool):
 
 def test_failed_export_never_replaces_the_target(tmp_path):
     """write_export, the path every exporter takes: only a verified artifact lands at the target."""
-    from crossenc.exporters.base import VerificationFailed, write_export
+    from crossenc.errors import VerificationFailed
+    from crossenc.exporters.base import write_export
 
     target, failed = tmp_path / "artifact", tmp_path / "artifact.failed"
     with pytest.raises(VerificationFailed) as first:
@@ -314,8 +314,8 @@ def test_failed_export_never_replaces_the_target(tmp_path):
 def test_unverified_manifest_is_refused_unless_allowed(tmp_path, tiny_model):
     import shutil
 
-    from crossenc.exporters.base import VerificationFailed
-    from crossenc.exporters.manifest import UnverifiedArtifactWarning, check_manifest, write_manifest
+    from crossenc.errors import UnverifiedArtifactWarning, VerificationFailed
+    from crossenc.manifest import check_manifest, write_manifest
 
     folder = tmp_path / "export"
     shutil.copytree(tiny_model, folder)
@@ -333,7 +333,8 @@ def test_unverified_manifest_is_refused_unless_allowed(tmp_path, tiny_model):
 def test_manifest_detects_modified_file(tmp_path, tiny_model):
     import shutil
 
-    from crossenc.exporters.manifest import ArtifactIntegrityError, check_manifest, write_manifest
+    from crossenc.errors import ArtifactIntegrityError
+    from crossenc.manifest import check_manifest, write_manifest
 
     folder = tmp_path / "export"
     shutil.copytree(tiny_model, folder)

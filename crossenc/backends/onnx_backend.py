@@ -3,7 +3,7 @@
 Which file runs (in order): ``options["file_name"]``; the file named by a crossenc export
 manifest in the folder; a file at a known layout for the variant (``model.onnx``,
 ``onnx/model.onnx``, ``onnx/model_O3.onnx``, ``onnx/model_qint8_avx512_vnni.onnx``, ...);
-else a verified export made once into ``export_cache_dir(source, "onnx", variant)``.
+else a verified export made once into the export cache (``LoadRequest.exporter``, set by crossenc.loading).
 
 Options (``CrossEncoder(..., backend_kwargs={...})``): ``file_name``, ``providers``,
 ``graph_optimization_level`` ("disable" | "basic" | "extended" | "all"), ``intra_op_num_threads``,
@@ -20,18 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from crossenc.backends import LoadRequest, check_options
-from crossenc.exporters.manifest import ArtifactIntegrityError, check_manifest, read_manifest
+from crossenc.backends import BACKENDS, LoadRequest, check_request_options
+from crossenc.errors import ArtifactIntegrityError
+from crossenc.manifest import check_manifest, read_manifest
 from crossenc.hardware import physical_cores
 from crossenc.optional import require
 from crossenc.predictor import PredictorInfo, TokenBatch
 
 logger = logging.getLogger(__name__)
 
-KNOWN_OPTIONS = frozenset(
-    {"file_name", "providers", "graph_optimization_level", "intra_op_num_threads", "enable_mem_pattern", "export",
-     "allow_unverified"}
-)
 # Where sentence-transformers / optimum / crossenc put each variant's file, most specific first.
 LAYOUTS: dict[str, tuple[str, ...]] = {
     "plain": ("model.onnx", "onnx/model.onnx"),
@@ -41,7 +38,6 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
              "onnx/model_qint8_avx2.onnx", "onnx/model_qint8_arm64.onnx", "onnx/model_quint8_avx2.onnx"),
     "fp16": ("model_O4.onnx", "onnx/model_O4.onnx", "model_fp16.onnx", "onnx/model_fp16.onnx"),
 }
-VARIANT_PRECISION = {"plain": "fp32", "optimized": "fp32", "int8": "int8", "fp16": "fp16"}
 # Default provider order per device kind. TensorRT is opt-in (providers=[...]): its engines are
 # rebuilt for every new input shape, a trap for variable-length reranking.
 PROVIDER_PREFERENCE = {
@@ -56,6 +52,7 @@ OPTIMIZATION_LEVELS = {
 }
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
 ORT_INPUT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
+VARIANT_NAMES = frozenset(variant.name for variant in BACKENDS["onnx"].variants)
 
 
 def onnx_files(folder: Path) -> list[str]:
@@ -195,22 +192,8 @@ def _graph_opset(path: Path) -> int | None:
     return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), None)
 
 
-def _cached_export(request: LoadRequest, variant: str) -> Path:
-    """Reuse a complete, matching export in the cache, else export (and verify) into it."""
-    from crossenc.exporters.locate import ensure_export, export_cache_dir
-    from crossenc.exporters.onnx import config_for_variant, export_onnx
-
-    config = config_for_variant(variant, request.device, **dict(request.options.get("export") or {}))
-    folder = export_cache_dir(request.source, "onnx", variant)
-    manifest = ensure_export(
-        folder, config.to_dict(), lambda: export_onnx(request.source, config, output_dir=folder),
-        request.flag("allow_unverified"), f"ONNX export ({variant})",
-    )
-    return folder / manifest["export_config"]["file"]
-
-
 def _check_request(request: LoadRequest, variant: str) -> None:
-    check_options(request.options, KNOWN_OPTIONS, "onnx backend")
+    check_request_options("onnx", request)
     on_cuda = request.device.startswith("cuda")
     if variant == "fp16" and not on_cuda and "file_name" not in request.options:
         raise ValueError("variant 'fp16' (O4) needs a CUDA device; on CPU use 'optimized' or 'int8'")
@@ -235,10 +218,11 @@ def _check_exportable(folder: Path, variant: str) -> None:
 def _info(request: LoadRequest, variant: str, path: Path, manifest: dict | None, session) -> PredictorInfo:
     ort = require("onnxruntime", "onnx", "the ONNX backend")
     if manifest and manifest.get("format") == "onnx":
-        precision = VARIANT_PRECISION.get(manifest.get("variant", ""), "fp32")
+        exported = manifest.get("variant", "")
+        precision = BACKENDS["onnx"].variant(exported).precision if exported in VARIANT_NAMES else "fp32"
         opset = manifest.get("export_config", {}).get("config", {}).get("opset")
     else:
-        precision = precision_from_name(path.name, VARIANT_PRECISION[variant])
+        precision = precision_from_name(path.name, BACKENDS["onnx"].variant(variant).precision)
         opset = _graph_opset(path)
     details: dict[str, Any] = {
         "providers": session.get_providers(),
@@ -265,14 +249,14 @@ def _info(request: LoadRequest, variant: str, path: Path, manifest: dict | None,
 def load(request: LoadRequest) -> OnnxPredictor:
     """Find (or export and verify) the ONNX file for ``request.variant`` and open an ORT session on it."""
     require("onnxruntime", "onnx", "the ONNX backend")
-    variant = request.variant or "plain"
+    variant = request.variant
     _check_request(request, variant)
     providers = _resolve_providers(request.device, request.options.get("providers"))
     folder = request.source.path
     path = find_onnx_file(folder, variant, request.options.get("file_name"))
     if path is None:
         _check_exportable(folder, variant)
-        path = _cached_export(request, variant)
+        path = request.export_artifact(f"ONNX file for variant {variant!r}")  # crossenc.exporters.onnx.export_for_load
         folder = path.parent
     if not path.is_file():
         raise ArtifactIntegrityError(f"{path} is named by the manifest in {folder} but missing; re-export the model")

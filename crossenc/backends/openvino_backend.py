@@ -3,8 +3,8 @@
 Which IR runs (in order): ``options["file_name"]``; an IR of the variant's kind at a known
 layout (``openvino_model.xml``, ``openvino/openvino_model.xml``,
 ``openvino/openvino_model_qint8_quantized.xml``; int8 = the graph has FakeQuantize nodes); else
-a verified export made once into ``export_cache_dir(source, "openvino", "fp32" | "int8")``: the
-fp32 IR serves both the fp32 and bf16 variants.
+a verified export made once into the export cache (``LoadRequest.exporter``, set by crossenc.loading):
+the fp32 IR serves both the fp32 and bf16 variants.
 
 Variants set INFERENCE_PRECISION_HINT explicitly (this CPU's default is bf16): fp32 -> f32;
 bf16 -> bf16 with LayerNorm, residual adds and scalings kept in f32 (demo, 10 held-out queries:
@@ -36,23 +36,15 @@ from typing import Any
 
 import numpy as np
 
-from crossenc.backends import LoadRequest, check_options
-from crossenc.exporters.manifest import (
-    MANIFEST_NAME,
-    ArtifactIntegrityError,
-    UnverifiedArtifactWarning,
-    check_manifest,
-)
+from crossenc.backends import LoadRequest, check_request_options
+from crossenc.errors import ArtifactIntegrityError, UnverifiedArtifactWarning
+from crossenc.manifest import MANIFEST_NAME, check_manifest
 from crossenc.hardware import has_cpu_bf16
 from crossenc.optional import require
 from crossenc.predictor import PredictorInfo, TokenBatch
 
 logger = logging.getLogger(__name__)
 
-KNOWN_OPTIONS = frozenset(
-    {"file_name", "hint", "num_requests", "inference_precision", "split_batches", "ov_device", "export",
-     "allow_unverified", "ov_config"}
-)
 HINTS = {"throughput": "THROUGHPUT", "latency": "LATENCY"}
 # Where crossenc / sentence-transformers / optimum put each kind of IR, most specific first.
 LAYOUTS: dict[str, tuple[str, ...]] = {
@@ -125,28 +117,12 @@ def _check_exportable(folder: Path, variant: str) -> None:
     )
 
 
-def cached_export(request: LoadRequest, variant: str) -> Path:
-    """Reuse a complete, matching export in the cache, else export (and verify) into it."""
-    from crossenc.exporters.locate import ensure_export, export_cache_dir
-    from crossenc.exporters.openvino import IR_NAME, OpenVINOExportConfig, export_openvino
-
-    kind = variant_kind(variant)
-    fields = dict(request.options.get("export") or {})
-    config = OpenVINOExportConfig(**{**fields, "quantize": kind if kind == "int8" else None})
-    folder = export_cache_dir(request.source, "openvino", config.variant)
-    ensure_export(
-        folder, config.to_dict(), lambda: export_openvino(request.source, config, output_dir=folder),
-        request.flag("allow_unverified"), f"OpenVINO export ({config.variant})",
-    )
-    return folder / IR_NAME
-
-
 def locate_ir(request: LoadRequest, variant: str) -> Path:
     folder = request.source.path
     path = find_ir(folder, variant, request.options.get("file_name"))
     if path is None:
         _check_exportable(folder, variant)
-        path = cached_export(request, variant)
+        path = request.export_artifact(f"{variant_kind(variant)} IR")  # crossenc.exporters.openvino.export_for_load
     return path
 
 
@@ -337,7 +313,7 @@ def split_batch(batch: TokenBatch, parts: int) -> list[TokenBatch]:
 
 # --------------------------------------------------------------------------- the loader
 def _check_request(request: LoadRequest, variant: str) -> None:
-    check_options(request.options, KNOWN_OPTIONS, "openvino backend")
+    check_request_options("openvino", request)
     if variant not in INFERENCE_PRECISION:
         raise ValueError(f"unknown openvino variant {variant!r}; choose one of {list(INFERENCE_PRECISION)}")
 
@@ -345,7 +321,7 @@ def _check_request(request: LoadRequest, variant: str) -> None:
 def load(request: LoadRequest) -> OpenVINOPredictor:
     """Find (or export and verify) the IR for ``request.variant`` and compile it."""
     ov = require("openvino", "openvino", "the OpenVINO backend")
-    variant = request.variant or "fp32"
+    variant = request.variant
     _check_request(request, variant)
     core = ov.Core()
     ov_device = _resolve_device(core, request)

@@ -1,1 +1,1 @@
-"""Benchmark harness: workloads, measurements, results, autotune, regression check."""
+"""Benchmark harness: measurements, results, autotune (writes the profiles backend="auto" reads), baselines and the regression check, GPU and host checks."""

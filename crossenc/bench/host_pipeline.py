@@ -40,20 +40,17 @@ def timed_calls(function: Callable[[], Any], repetitions: int) -> list[float]:
 
 def load_pair_encoder(model: str | Path, split: bool = True):
     """``(PairEncoder, uses_token_type_ids)`` for a checkpoint, at CrossEncoder's default max length."""
-    from transformers import AutoConfig, AutoTokenizer
+    from crossenc.model_source import resolve_model
+    from crossenc.tokenization import checkpoint_source, tokenizer_setup
 
-    from crossenc.model_source import usable_max_length
-    from crossenc.pair_encoding import PairEncoder
-
-    tokenizer = AutoTokenizer.from_pretrained(model)
-    max_length = usable_max_length(tokenizer, AutoConfig.from_pretrained(model))
-    return PairEncoder(tokenizer, max_length, split=split), "token_type_ids" in tokenizer.model_input_names
+    setup = tokenizer_setup(checkpoint_source(resolve_model(model))[0])
+    return setup.pair_encoder(split), setup.uses_token_type_ids
 
 
 def measure_stages(model: str, workload_spec: str, repetitions: int) -> dict[str, Any]:
     """pairs/s of every host stage in this process (its tokenizer thread pool as the environment set it)."""
     from crossenc.batching import collate, collate_packed, plan_batches
-    from crossenc.bench.workload import load_workload
+    from crossenc.workloads import load_workload
     from crossenc.kernels.packing import pack_batch
 
     workload = load_workload(workload_spec)
@@ -104,7 +101,7 @@ def measure_feeding(model: str, workload_spec: str, repetitions: int, processes:
     threads run without the GIL); with worker processes, all of this process's CPU time
     (``process_cpu_us_per_pair``: pickling texts out and arrays back, on the executor's threads).
     """
-    from crossenc.bench.workload import load_workload
+    from crossenc.workloads import load_workload
     from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS, TokenizeAhead
     from crossenc.tokenizer_processes import TokenizerProcesses, process_chunk_pairs
 
@@ -274,9 +271,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crossenc.cli import resolve_model_argument
+    from crossenc.demo import expand_alias
 
-    model = resolve_model_argument(args.model)
+    model = expand_alias(args.model)
     if args.child:
         print(json.dumps(measure_stages(model, args.workload, args.repetitions)))
         return 0

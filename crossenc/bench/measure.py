@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crossenc.bench.workload import Workload
-from crossenc.quality import mrr_at_k, per_query, spearman, top_k_agreement
+from crossenc.quality import Agreement, mrr_at_k
+from crossenc.workloads import Workload
 
 ScoreFn = Callable[[list[tuple[str, str]]], np.ndarray]  # pairs -> raw logits [N] (first label)
 
@@ -36,6 +36,8 @@ class Latency:
 
 @dataclass
 class Quality:
+    """A row's crossenc.quality.Agreement (k=10) plus MRR@10, under the names results files keep."""
+
     max_abs_error: float
     mean_abs_error: float
     spearman: float
@@ -118,14 +120,8 @@ def measure_quality(reference: np.ndarray | None, logits: np.ndarray, workload: 
     mrr = mrr_at_k(logits, groups, relevant) if all(relevant) else None
     if reference is None:
         return Quality(0.0, 0.0, 1.0, 1.0, mrr)
-    difference = np.abs(np.asarray(reference, dtype=np.float64) - logits)
-    return Quality(
-        max_abs_error=float(difference.max()),
-        mean_abs_error=float(difference.mean()),
-        spearman=per_query(spearman, reference, logits, groups),
-        top10_agreement=per_query(top_k_agreement, reference, logits, groups, k=10),
-        mrr_at_10=mrr,
-    )
+    agreement = Agreement.measure(reference, logits, groups, k=10)
+    return Quality(agreement.max_abs_error, agreement.mean_abs_error, agreement.spearman, agreement.top_k_agreement, mrr)
 
 
 def random_order_mrr(groups: Sequence[slice], cutoff: int = 10) -> float:

@@ -68,11 +68,11 @@ def warm_exports(spec: ScoringSpec) -> ScoringSpec:
     if spec.backend not in EXPORTING_BACKENDS + ("auto",):
         return spec
     from crossenc import CrossEncoder
-    from crossenc.cli import resolve_model_argument
+    from crossenc.demo import expand_alias
 
     device = spec.device if spec.backend == "auto" else "cpu"  # exports do not depend on the device
     encoder = CrossEncoder(
-        resolve_model_argument(spec.model), backend=spec.backend, variant=spec.variant, device=device,
+        expand_alias(spec.model), backend=spec.backend, variant=spec.variant, device=device,
         accuracy=spec.accuracy, max_tokens=spec.max_tokens, **spec.encoder_kwargs,
     )
     info = encoder.info()

@@ -116,7 +116,7 @@ class Scorer:
 
     def __init__(self, spec: ScoringSpec) -> None:
         from crossenc import CrossEncoder
-        from crossenc.cli import resolve_model_argument
+        from crossenc.demo import expand_alias
 
         self.spec = spec
         encoder_kwargs = dict(spec.encoder_kwargs)
@@ -128,7 +128,7 @@ class Scorer:
                 backend_kwargs.setdefault("intra_op_num_threads", spec.threads)
                 encoder_kwargs["backend_kwargs"] = backend_kwargs
         self.encoder = CrossEncoder(
-            resolve_model_argument(spec.model),  # "demo" resolves on each node: every node builds its own copy
+            expand_alias(spec.model),  # "demo" resolves on each node: every node builds its own copy
             backend=spec.backend,
             variant=spec.variant,
             device=spec.device,

@@ -1,7 +1,9 @@
-"""What every exporter shares: the result type, the failure, the verified-only output folder."""
+"""What every exporter shares: the result type, the verified-only output folder, the support files."""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import logging
 import os
 import shutil
@@ -10,25 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crossenc.exporters.manifest import MANIFEST_NAME, WEIGHT_SUFFIXES
-from crossenc.exporters.verify import VerificationReport
+from crossenc.demo import expand_alias
+from crossenc.errors import VerificationFailed
+from crossenc.manifest import MANIFEST_NAME, WEIGHT_SUFFIXES
 from crossenc.model_source import ModelSource, resolve_model
 from crossenc.paths import install_dir, staging_dir
+from crossenc.quality import TOLERANCES, Tolerance, VerificationReport
 
 logger = logging.getLogger(__name__)
 
 COPIED_SUFFIXES = (".json", ".txt", ".model", ".tiktoken")  # tokenizer and config files
 FAILED_SUFFIX = ".failed"  # <output_dir>.failed: the last export into output_dir that failed verification
-
-
-class VerificationFailed(RuntimeError):
-    """An artifact missed its parity tolerance; ``report`` holds the numbers (None: verification was
-    skipped), ``path`` the artifact."""
-
-    def __init__(self, message: str, report: VerificationReport | None, path: Path | None = None) -> None:
-        super().__init__(message)
-        self.report = report
-        self.path = path
 
 
 @dataclass(frozen=True)
@@ -101,10 +95,7 @@ def as_source(model: str | os.PathLike | ModelSource) -> ModelSource:
     """A ModelSource for a folder, Hub id or 'demo'."""
     if isinstance(model, ModelSource):
         return model
-    from crossenc.cli import resolve_model_argument
-
-    name = resolve_model_argument(str(model))
-    return ModelSource(path=resolve_model(name), name=str(model))
+    return ModelSource(path=resolve_model(expand_alias(str(model))), name=str(model))
 
 
 def copy_support_files(source: ModelSource, target: Path) -> list[str]:
@@ -119,11 +110,31 @@ def copy_support_files(source: ModelSource, target: Path) -> list[str]:
     return copied
 
 
-def artifact_encoder(path: Path, source: ModelSource, **kwargs: Any):
-    """A CrossEncoder over ``path`` loaded with the source's trust and tokenizer/config settings."""
-    from crossenc import CrossEncoder
+# --------------------------------------------------------------------------- the CLI of every format
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """``crossenc export FORMAT MODEL OUT`` arguments every format takes: data, verification, tolerance overrides."""
+    parser.add_argument("model", help="model folder, Hub id, or 'demo'")
+    parser.add_argument("output", help="folder to write (replaced atomically, and only by a verified export: one that "
+                        "fails verification is kept in OUTPUT.failed)")
+    parser.add_argument("--calibration", default=None, metavar="FILE",
+                        help="JSONL of {query, documents} to calibrate int8 on (default: Debian training queries)")
+    parser.add_argument("--verify-file", default=None, metavar="FILE", help="JSONL of {query, documents} to verify on")
+    parser.add_argument("--no-verify", action="store_true", help="skip verification (manifest says verified: false)")
+    parser.add_argument("--max-abs", type=float, default=None, help="tolerance override: max |logit difference|")
+    parser.add_argument("--min-spearman", type=float, default=None, help="tolerance override: mean per-query Spearman")
+    parser.add_argument("--min-top-k", type=float, default=None, help="tolerance override: mean top-10 agreement")
 
-    return CrossEncoder(
-        str(path), trust_remote_code=source.trust_remote_code, allow_pickle=source.allow_pickle,
-        config_kwargs=dict(source.config_kwargs), processor_kwargs=dict(source.tokenizer_kwargs), **kwargs,
+
+def tolerance_from_args(args: argparse.Namespace, precision: str) -> Tolerance | None:
+    """The precision's tolerance with the command line's overrides, or None (the default) without any."""
+    overrides = {"max_abs": args.max_abs, "spearman": args.min_spearman, "top_k_agreement": args.min_top_k}
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    return dataclasses.replace(TOLERANCES[precision], **overrides) if overrides else None
+
+
+def export_summary(result: ExportResult) -> str:
+    """The line a successful ``crossenc export`` prints (a failed one raises VerificationFailed to the CLI)."""
+    status = result.report.summary() if result.report else (
+        "verification skipped (--no-verify): backends refuse it unless backend_kwargs={'allow_unverified': True}"
     )
+    return f"wrote {result.path}: {status}"

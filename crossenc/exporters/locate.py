@@ -8,8 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from crossenc.exporters.base import VerificationFailed, failed_path, move_folder
-from crossenc.exporters.manifest import MANIFEST_NAME, read_manifest, source_weights_hash, unverified_error
+from crossenc.errors import VerificationFailed
+from crossenc.exporters.base import failed_path, move_folder
+from crossenc.manifest import MANIFEST_NAME, read_manifest, source_weights_hash, unverified_error
 from crossenc.model_source import ModelSource
 from crossenc.paths import cache_dir
 

@@ -14,6 +14,7 @@ or EmbedLayerNormalization fusion, so it is opt-in (``dynamo=True``).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import logging
@@ -25,24 +26,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crossenc.backends import LoadRequest
+from crossenc.backends.torch_backend.first_token import export_model, last_layer_note
 from crossenc.exporters.base import (
     ExportResult,
-    artifact_encoder,
+    add_common_arguments,
     as_source,
     copy_support_files,
+    export_summary,
+    tolerance_from_args,
     write_export,
 )
-from crossenc.exporters.first_token import export_model, last_layer_note
-from crossenc.exporters.manifest import tool_versions, write_manifest
-from crossenc.exporters.verify import TOLERANCES, Tolerance, VerificationReport
+from crossenc.exporters.onnx_quantize import DEFAULT_INT8_RECIPE, quantize_graph
+from crossenc.manifest import tool_versions, write_manifest
 from crossenc.model_source import ModelSource
 from crossenc.optional import require
+from crossenc.quality import TOLERANCES, Tolerance, VerificationReport
 
 logger = logging.getLogger(__name__)
 
 MIN_OPSET = 17  # LayerNormalization is a standard op from 17 on
 OPTIMIZE_LEVELS = ("O1", "O2", "O3", "O4")
 QUANTIZE_MODES = ("blockwise", "dynamic", "static")  # blockwise: the int8 variant's default
+DEFAULT_QUANTIZE = "blockwise"  # `--quantize` alone: the int8 variant's recipe (onnx_quantize.DEFAULT_INT8_RECIPE)
 # Hugging Face model_type -> onnxruntime.transformers optimizer model_type (the bert family shares one optimizer;
 # optimum's ORTConfigManager maps the same way).
 ORT_MODEL_TYPES = {
@@ -73,7 +79,7 @@ class OnnxExportConfig:
     verification_file: str | None = None  # JSONL {"query", "documents"}; None: default_verification_set()
     device: str = "cpu"
     dynamo: bool = False
-    first_token: bool = True  # last layer for the first token only (crossenc.exporters.first_token)
+    first_token: bool = True  # last layer for the first token only (crossenc.backends.torch_backend.first_token)
 
     def __post_init__(self) -> None:
         if not isinstance(self.opset, int) or self.opset < MIN_OPSET:
@@ -115,8 +121,6 @@ class OnnxExportConfig:
 
 def config_for_variant(variant: str, device: str = "cpu", **overrides: Any) -> OnnxExportConfig:
     """The export recipe behind each onnx backend variant (int8: DEFAULT_INT8_RECIPE, the best measured)."""
-    from crossenc.exporters.onnx_quantize import DEFAULT_INT8_RECIPE
-
     recipes: dict[str, dict[str, Any]] = {
         "plain": {},
         "optimized": {"optimize": "O2"},
@@ -219,8 +223,6 @@ def build_graph(source: ModelSource, config: OnnxExportConfig, target: Path, wor
         details["optimization"] = optimize_graph(current, optimized, config.optimize, hf_config, config.device.startswith("cuda"))
         current = optimized
     if config.quantize:
-        from crossenc.exporters.onnx_quantize import quantize_graph
-
         details["quantization"] = quantize_graph(source, current, target, config, workdir)
     else:
         shutil.move(str(current), str(target))
@@ -232,15 +234,13 @@ def build_graph(source: ModelSource, config: OnnxExportConfig, target: Path, wor
 
 def verify_artifact(source: ModelSource, folder: Path, config: OnnxExportConfig) -> VerificationReport:
     """Score the verification set with the artifact (onnx backend) and torch eager fp32; compare."""
-    from crossenc.exporters.verify import default_verification_set, load_verification_file, verify_encoder
+    from crossenc.exporters.verify import ArtifactScorer, default_verification_set, load_verification_file, verify_encoder
 
     verification_set = (
         load_verification_file(config.verification_file) if config.verification_file else default_verification_set()
     )
-    reference = artifact_encoder(source.path, source, backend="torch", variant="eager", device=config.device,
-                         model_kwargs=dict(source.model_kwargs))
-    candidate = artifact_encoder(folder, source, backend="onnx", variant=config.variant, device=config.device,
-                         backend_kwargs={"file_name": config.file_name})
+    reference = ArtifactScorer(source.path, source, "torch", "eager", config.device, model_kwargs=source.model_kwargs)
+    candidate = ArtifactScorer(folder, source, "onnx", config.variant, config.device, {"file_name": config.file_name})
     return verify_encoder(
         reference, candidate, verification_set, config.effective_tolerance(), f"onnx {config.variant}",
         measure_drift=config.quantize is not None,
@@ -291,3 +291,46 @@ def export_onnx(
         output_dir, build, f"ONNX export {config.file_name} ({config.variant})",
         "Loosen the tolerance only if these numbers are acceptable for your use.",
     )
+
+
+def export_for_load(request: LoadRequest) -> Path:
+    """The onnx backend's artifact for ``request`` when its model folder has none: a complete, matching export
+    in the cache, else a fresh verified one there (``backend_kwargs["export"]`` overrides the variant's recipe)."""
+    from crossenc.exporters.locate import ensure_export, export_cache_dir
+
+    variant = request.variant
+    config = config_for_variant(variant, request.device, **dict(request.options.get("export") or {}))
+    folder = export_cache_dir(request.source, "onnx", variant)
+    manifest = ensure_export(
+        folder, config.to_dict(), lambda: export_onnx(request.source, config, output_dir=folder),
+        request.flag("allow_unverified"), f"ONNX export ({variant})",
+    )
+    return folder / manifest["export_config"]["file"]
+
+
+# --------------------------------------------------------------------------- CLI
+def add_onnx_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``crossenc export onnx MODEL OUT [...]`` (positionals included)."""
+    add_common_arguments(parser)
+    parser.add_argument("--optimize", choices=OPTIMIZE_LEVELS, default=None,
+                        help="ORT graph optimization: O1 basic, O2 +fusions, O3 +GELU approx, O4 +fp16 (CUDA)")
+    parser.add_argument("--quantize", nargs="?", const=DEFAULT_QUANTIZE, choices=QUANTIZE_MODES, default=None,
+                        help=f"int8 quantization (alone: {DEFAULT_QUANTIZE}, the verified int8 recipe; implies --optimize O2)")
+    parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (O4 needs cuda)")
+
+
+def run_onnx(args: argparse.Namespace) -> int:
+    """Run the export the arguments describe and print its verification summary (VerificationFailed: the CLI's)."""
+    config = OnnxExportConfig(
+        opset=args.opset,
+        optimize=args.optimize or ("O2" if args.quantize else None),
+        quantize=args.quantize,
+        calibration_file=args.calibration,
+        verification_file=args.verify_file,
+        device=args.device,
+        verify=not args.no_verify,
+    )
+    config = dataclasses.replace(config, tolerance=tolerance_from_args(args, config.precision))
+    print(export_summary(export_onnx(args.model, config, args.output)))
+    return 0

@@ -1,6 +1,6 @@
 """int8 quantization of an exported ONNX graph: dynamic, or static calibrated on real (query, document) pairs.
 
-Calibration pairs are tokenized exactly as crossenc tokenizes at run time (encode_pairs +
+Calibration pairs are tokenized exactly as crossenc tokenizes at run time (its tokenizer setup +
 collate, length-sorted batches), from the user's JSONL file or the Debian workload's training
 queries (``queries[:FIT_QUERIES]``; never the held-out ones used for verification and benchmarks).
 """
@@ -15,8 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from crossenc.batching import collate, plan_batches
 from crossenc.model_source import ModelSource
 from crossenc.optional import require
+from crossenc.tokenization import tokenizer_setup
+from crossenc.workloads import calibration_groups, calibration_queries
 
 if TYPE_CHECKING:
     from crossenc.exporters.onnx import OnnxExportConfig
@@ -26,31 +29,9 @@ logger = logging.getLogger(__name__)
 CALIBRATION_DOCS_PER_QUERY = 16  # the relevant documents plus random others, as at serving time
 CALIBRATION_BATCH_SIZE = 16
 
-# The int8 variant's recipe, chosen by measurement on the demo reranker (MiniLM-L6 + Debian head,
-# 2-core EPYC with AVX512-VNNI, onnxruntime 1.32). Quality per query vs fp32 on Debian queries
-# 300-309 x 100 documents; speed vs sentence-transformers torch fp32 (49.6 pairs/s) in the same
-# process, nothing else running (2026-11-27):
-#   optimized O2 fp32                          1.58x  spearman 1.000  top-10 1.00
-#   dynamic O2 QOperator QInt8 per-channel     3.31x  spearman 0.912  top-10 0.67  (fails; batch drift)
-#     ... max_tokens 512 instead of 1024       3.45x  (the fastest int8 graph found: still < 4x)
-#     ... pooler + classifier kept fp32        -      spearman 0.921  top-10 0.70  (+ embeddings: 0.918)
-#   dynamic, QUInt8 weights                    ~1.5x  (U8U8 kernels are slower)
-#   dynamic, excluding ffn_output / attention  <2x    spearman 0.92-0.94  top-10 0.70-0.75
-#   static QDQ MinMax                          1.81x  spearman 0.467  top-10 0.36
-#     ... attention output / FFN input fp32    -      spearman 0.458 / 0.483 (no help)
-#     ... FFN output MatMuls fp32              <1x    spearman 0.859  top-10 0.61: the GELU output's
-#         outlier channels stretch the per-tensor range; static ORT has no SmoothQuant without INC
-#   blockwise O2 MatMulNBits 8-bit, block 16   1.71x  spearman 0.997  top-10 0.94  (passes the int8
-#         tolerance on the verification set; batch drift 0)
-# Per-tensor int8 activations (dynamic or static, any exclusion tried, SmoothQuant emulated) move this
-# model's ranking in every layer, not at a few outliers. Block-wise int8 quantizes activations per
-# 16 channels of each token (int8 compute, 8-bit block weights), keeps the ranking and is batch-
-# independent: a token's quantization never depends on its neighbours. Block 32: same speed, top-10
-# 0.933; block 64: top-10 0.917 (6 held-out queries).
+# The int8 variant's recipe: the only int8 graph that kept the ranking (docs/int8-recipes.md).
 DEFAULT_INT8_RECIPE: dict[str, Any] = {"optimize": "O2", "quantize": "blockwise"}
-# Per mode, the format and weight type measured fastest: QOperator/QInt8 is ~1.5x QUInt8 weights on
-# VNNI (U8S8 kernels); quantize_dynamic is always QOperator (IntegerOps). Static defaults to QDQ
-# (ORT fuses it to QLinearMatMul / MatMulIntegerToFloat and it keeps the graph readable).
+# Per mode, the format and weight type measured fastest (docs/int8-recipes.md).
 DEFAULT_FORMATS = {"dynamic": ("QOperator", "QInt8"), "static": ("QDQ", "QInt8")}
 # One line per mode, copied into the manifest: why this format and these types.
 WHY = {
@@ -69,27 +50,6 @@ EXCLUDE_RULES = (
 )
 
 
-def calibration_groups(config: "OnnxExportConfig", seed: int = 0) -> list[list[tuple[str, str]]]:
-    """(query, document) groups to calibrate on: the user's file, else Debian training queries."""
-    from crossenc.bench.workload import FIT_QUERIES, load_debian, load_jsonl
-
-    rng = np.random.default_rng(seed)
-    if config.calibration_file:
-        queries = load_jsonl(config.calibration_file).queries
-    else:
-        queries = load_debian().queries[:FIT_QUERIES]
-    chosen = rng.choice(len(queries), size=min(config.calibration_queries, len(queries)), replace=False)
-    groups = []
-    for index in sorted(chosen.tolist()):
-        query = queries[index]
-        others = [i for i in range(len(query.documents)) if i not in query.relevant]
-        take = max(0, min(CALIBRATION_DOCS_PER_QUERY - len(query.relevant), len(others)))
-        picked = set(rng.choice(len(others), size=take, replace=False).tolist()) if take else set()
-        documents = sorted(query.relevant | {others[i] for i in picked})
-        groups.append([(query.query, query.documents[i]) for i in documents])
-    return groups
-
-
 def calibration_feeds(
     source: ModelSource, pairs: Sequence[tuple[str, str]], input_names: Sequence[str], batch_size: int,
     uniform: bool = False,
@@ -100,13 +60,9 @@ def calibration_feeds(
     remainder dropped). ORT's histogram calibrators (Entropy, Percentile) stack activations of
     all batches and need one shape; MinMax takes the natural length-sorted batches.
     """
-    from crossenc.batching import collate, encode_pairs, plan_batches
-    from crossenc.model_source import usable_max_length
-
-    tokenizer = source.load_tokenizer()
-    max_length = usable_max_length(tokenizer, source.load_config())
-    encoded = encode_pairs(tokenizer, list(pairs), max_length, "token_type_ids" in tokenizer.model_input_names)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    setup = tokenizer_setup(source)
+    max_length, pad_id = setup.max_length, setup.pad_token_id
+    encoded = setup.encode(list(pairs))
     buckets = (int(encoded.lengths.max()),) if uniform else None
     feeds = []
     for indices in plan_batches(encoded.lengths, batch_size=batch_size, max_tokens=batch_size * max_length):
@@ -233,7 +189,8 @@ def quantize_static_graph(
     if method is None:
         raise ValueError(f"calibration_method={config.calibration_method!r}; choose MinMax, Entropy or Percentile")
     shaped = _with_shapes(source_file, workdir)
-    groups = calibration_groups(config)
+    queries, origin = calibration_queries(config.calibration_file)
+    groups = calibration_groups(queries, config.calibration_queries, CALIBRATION_DOCS_PER_QUERY)
     pairs = [pair for group in groups for pair in group]
     uniform = config.calibration_method != "MinMax"
     feeds = calibration_feeds(source, pairs, graph_input_names(shaped), CALIBRATION_BATCH_SIZE, uniform)
@@ -248,7 +205,7 @@ def quantize_static_graph(
     return {"mode": "static", "why": WHY["static"], "format": quant_format.name, "activation_type": activation_type.name,
             "weight_type": weight_type.name, "per_channel": config.per_channel, "nodes_excluded": exclude,
             "calibration": {"method": config.calibration_method, "pairs": len(pairs), "queries": len(groups),
-                            "source": config.calibration_file or "debian training queries [:FIT_QUERIES]"}}
+                            "source": origin}}
 
 
 def _import_nbits_quantizer():

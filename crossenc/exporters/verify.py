@@ -2,39 +2,32 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from crossenc.quality import per_query, spearman, top_k_agreement
+from crossenc.backends import LoadRequest, backend_loader, check_backend, check_variant
+from crossenc.batching import default_max_tokens
+from crossenc.inputs import normalize_pairs
+from crossenc.model_source import ModelSource, resolve_model
+from crossenc.pipeline import BatchPlan, score_chunks, text_chunks
+from crossenc.quality import Agreement, Tolerance, VerificationReport
+from crossenc.scores import logits_to_scores
+from crossenc.st_compat import merge_prompts, resolve_prompt
+from crossenc.tokenization import checkpoint_source, tokenizer_setup
+from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS
+from crossenc.workloads import verification_groups
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_VERIFY_QUERIES = 8
 DEFAULT_VERIFY_DOCS = 32  # 8 x 32 = 256 pairs
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """Limits an artifact must meet; None means "not checked"."""
-
-    max_abs: float | None = None  # max |logit - reference logit|
-    spearman: float | None = None  # mean per-query Spearman
-    top_k_agreement: float | None = None  # mean per-query top-k overlap
-    k: int = 10
-
-
-# Per precision. int8 is judged by ranking, not raw error (its logits move, its order should not).
-TOLERANCES: dict[str, Tolerance] = {
-    "fp32": Tolerance(max_abs=1e-4),
-    "fp16": Tolerance(max_abs=2e-2),
-    "bf16": Tolerance(max_abs=1e-1, spearman=0.999),
-    "int8": Tolerance(spearman=0.99, top_k_agreement=0.95),
-}
 
 
 @dataclass(frozen=True)
@@ -58,15 +51,7 @@ def default_verification_set(
     num_queries: int = DEFAULT_VERIFY_QUERIES, docs_per_query: int = DEFAULT_VERIFY_DOCS, seed: int = 0
 ) -> VerificationSet:
     """256 real pairs of varied length from the bundled Debian workload (held-out queries)."""
-    from crossenc.bench.workload import EVAL_START, load_debian
-
-    rng = np.random.default_rng(seed)
-    grouped = []
-    for query in load_debian().queries[EVAL_START + 50 : EVAL_START + 50 + num_queries]:
-        others = [index for index in range(len(query.documents)) if index not in query.relevant]
-        picked = rng.choice(len(others), size=docs_per_query - len(query.relevant), replace=False)
-        chosen = sorted({others[index] for index in picked.tolist()} | set(query.relevant))
-        grouped.append([(query.query, query.documents[index]) for index in chosen])
+    grouped = verification_groups(num_queries, docs_per_query, seed)
     return VerificationSet.from_groups(grouped, f"debian held-out {num_queries}x{docs_per_query}")
 
 
@@ -83,91 +68,67 @@ def load_verification_file(path: str) -> VerificationSet:
     return VerificationSet.from_groups(grouped, path)
 
 
-@dataclass
-class VerificationReport:
-    """Numbers of one comparison, the tolerance applied and whether it passed."""
-
-    variant: str
-    num_pairs: int
-    num_queries: int
-    max_abs_error: float
-    mean_abs_error: float
-    spearman: float  # mean per query
-    top_k_agreement: float  # mean per query
-    k: int
-    tolerance: dict[str, Any]
-    passed: bool
-    failures: list[str] = field(default_factory=list)
-    batch_drift: float | None = None  # max |score alone - score in a batch| for batch-dependent variants
-    source: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def summary(self) -> str:
-        status = "PASSED" if self.passed else "FAILED: " + "; ".join(self.failures)
-        return (
-            f"{self.variant}: max|d|={self.max_abs_error:.2e} mean|d|={self.mean_abs_error:.2e} "
-            f"spearman={self.spearman:.4f} top{self.k}={self.top_k_agreement:.3f} -> {status}"
-        )
-
-
 def compare_logits(
     reference: np.ndarray, candidate: np.ndarray, groups: Sequence[slice], tolerance: Tolerance, variant: str,
     source: str = "",
 ) -> VerificationReport:
-    """Compare first-label logits of candidate vs reference and apply the tolerance."""
-    reference = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
-    candidate = np.asarray(candidate, dtype=np.float64).reshape(len(candidate), -1)
-    if reference.shape != candidate.shape:
-        raise ValueError(f"shape mismatch: reference {reference.shape} vs candidate {candidate.shape}")
-    difference = np.abs(reference - candidate)
-    ref_first, cand_first = reference[:, 0], candidate[:, 0]
-    report = VerificationReport(
-        variant=variant,
-        num_pairs=len(reference),
-        num_queries=len(groups),
-        max_abs_error=float(difference.max()) if difference.size else 0.0,
-        mean_abs_error=float(difference.mean()) if difference.size else 0.0,
-        spearman=per_query(spearman, ref_first, cand_first, groups),
-        top_k_agreement=per_query(top_k_agreement, ref_first, cand_first, groups, k=tolerance.k),
-        k=tolerance.k,
-        tolerance=asdict(tolerance),
-        passed=True,
-        source=source,
-    )
-    if tolerance.max_abs is not None and report.max_abs_error > tolerance.max_abs:
-        report.failures.append(f"max abs error {report.max_abs_error:.3g} > {tolerance.max_abs:g}")
-    if tolerance.spearman is not None and report.spearman < tolerance.spearman:
-        report.failures.append(f"spearman {report.spearman:.4f} < {tolerance.spearman:g}")
-    if tolerance.top_k_agreement is not None and report.top_k_agreement < tolerance.top_k_agreement:
-        report.failures.append(f"top-{tolerance.k} agreement {report.top_k_agreement:.3f} < {tolerance.top_k_agreement:g}")
-    report.passed = not report.failures
-    return report
+    """Compare candidate vs reference logits (ranking on the first label) and apply the tolerance."""
+    agreement = Agreement.measure(reference, candidate, groups, k=tolerance.k)
+    return VerificationReport.judge(agreement, tolerance, variant, len(reference), len(groups), source)
 
 
-def batch_drift(encoder, pairs: Sequence[tuple[str, str]], sample: int = 16) -> float:
+class ArtifactScorer:
+    """Raw logits of a checkpoint or artifact folder, as ``CrossEncoder(folder, ...).predict(pairs,
+    activation_fn=Identity())`` gives them (its saved settings and default prompt, its tokenization, batch
+    size 32, its token budget and chunks: crossenc.pipeline), from the layers below the facade."""
+
+    def __init__(
+        self, folder: Path, like: ModelSource, backend: str, variant: str, device: str,
+        options: dict[str, Any] | None = None, model_kwargs: dict[str, Any] | None = None,
+        max_length: int | None = None,
+    ) -> None:
+        source, saved = checkpoint_source(resolve_model(folder), like, model_kwargs)
+        config = source.load_config()
+        self.setup = tokenizer_setup(source, config, max_length)
+        self.num_labels = int(config.num_labels)
+        self.device = device
+        self.query_prompt = resolve_prompt(*merge_prompts(None, None, saved), None, None)
+        request = LoadRequest(source, config, device, check_variant(backend, variant), self.setup.max_length,
+                              dict(options or {}))
+        self.predictor = backend_loader(check_backend(backend))(request)  # the artifact is there: nothing to export
+
+    @property
+    def max_length(self) -> int:
+        return self.setup.max_length
+
+    def logits(self, pairs: Any, batch_size: int = 32) -> np.ndarray:
+        """Logits of ``pairs`` (one pair: one row), ``[N]`` for one label, else ``[N, labels]``; NaN/inf raise."""
+        checked, _ = normalize_pairs(pairs)
+        encoder = self.setup.encoder_for(self.query_prompt)
+        checked = self.setup.prompted(checked, self.query_prompt)
+        encode = functools.partial(encoder.encode, use_token_type_ids=self.setup.uses_token_type_ids)
+        plan = BatchPlan(batch_size, default_max_tokens(self.device), self.setup.pad_token_id)
+        with text_chunks(checked, encode, tokenize_ahead=None, device=str(self.predictor.info.device),
+                         chunk_pairs=DEFAULT_CHUNK_PAIRS) as chunks:
+            logits, _ = score_chunks(self.predictor, chunks, len(checked), self.num_labels, plan)
+        return logits_to_scores(logits, None, False, self.num_labels).numpy()
+
+
+def batch_drift(scorer: ArtifactScorer, pairs: Sequence[tuple[str, str]], sample: int = 16) -> float:
     """Max change of a pair's logit between scoring it alone and inside a batch of neighbours."""
-    import torch
-
-    identity = torch.nn.Identity()
-    in_batch = encoder.predict(list(pairs), activation_fn=identity, batch_size=32)
-    alone = [encoder.predict(pairs[index], activation_fn=identity) for index in range(min(sample, len(pairs)))]
+    in_batch = scorer.logits(list(pairs))
+    alone = [scorer.logits(pairs[index]) for index in range(min(sample, len(pairs)))]
     return float(np.max(np.abs(np.asarray(alone).reshape(len(alone), -1) - in_batch[: len(alone)].reshape(len(alone), -1))))
 
 
 def verify_encoder(
-    reference, candidate, verification_set: VerificationSet, tolerance: Tolerance, variant: str,
-    measure_drift: bool = False,
+    reference: ArtifactScorer, candidate: ArtifactScorer, verification_set: VerificationSet, tolerance: Tolerance,
+    variant: str, measure_drift: bool = False,
 ) -> VerificationReport:
-    """Score the set with both CrossEncoders (raw logits) and compare."""
-    import torch
-
-    identity = torch.nn.Identity()
-    reference_logits = reference.predict(verification_set.pairs, activation_fn=identity, batch_size=32)
-    candidate_logits = candidate.predict(verification_set.pairs, activation_fn=identity, batch_size=32)
+    """Score the set with both (raw logits) and compare."""
     report = compare_logits(
-        reference_logits, candidate_logits, verification_set.groups, tolerance, variant, verification_set.source
+        reference.logits(verification_set.pairs), candidate.logits(verification_set.pairs), verification_set.groups,
+        tolerance, variant, verification_set.source,
     )
     if measure_drift:
         report.batch_drift = batch_drift(candidate, verification_set.pairs)

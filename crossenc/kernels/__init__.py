@@ -1,13 +1,14 @@
-"""Packed (padding-free) forward for BERT-family rerankers, Triton kernels and CUDA graphs.
+"""Pure ops for the packed (padding-free) forward of BERT-family rerankers: nothing here imports a backend.
 
 Modules, each with one job (heavy or optional imports happen only inside them):
 
 - ``packing``: padded TokenBatch -> concatenated real tokens, position ids, ``cu_seqlens``
 - ``packed_model``: PackedEncoder built from a Hugging Face BERT/RoBERTa/XLM-R classifier
-- ``attention``: variable-length attention, pure-torch reference + fast paths, load-time choice
+- ``varlen``: a packed batch's sequence boundaries and the fp32 reference attention
+- ``attention``: variable-length attention fast paths, load-time choice
 - ``ops``: per-layer kernels (pure torch or Triton-fused)
 - ``triton_bias_gelu``, ``triton_layer_norm``, ``triton_attention``: Triton kernels + torch references
-- ``cuda_graphs``: one CUDA graph per token bucket
 - ``triton_support``: is triton importable, interpreter mode
-- ``packed_predictor``: ``load_packed(request)`` for the torch variants ``packed*``
+
+The torch backend's packed predictor and its CUDA graphs run these (crossenc.backends.torch_backend).
 """

@@ -1,4 +1,4 @@
-"""Variable-length (packed) self-attention: a pure-torch reference and the fast paths beside it.
+"""Variable-length (packed) self-attention: the fast paths beside the pure-torch reference (``varlen``).
 
 Every implementation takes ``q, k, v`` of shape ``[total_tokens, heads, head_dim]`` and a
 :class:`VarlenBatch` (``cu_seqlens`` + ``max_seqlen``), and returns ``[total_tokens, heads,
@@ -10,37 +10,13 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-@dataclass
-class VarlenBatch:
-    """Sequence boundaries of one packed batch, plus per-batch index tensors built on first use.
-
-    ``lengths`` (host) is None inside a CUDA graph, where only ``cu_seqlens`` may be read.
-    """
-
-    cu_seqlens: torch.Tensor  # int32 [batch + 1], on the compute device
-    max_seqlen: int
-    lengths: np.ndarray | None = None  # int64 [batch] on the host
-    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    def cached(self, key: str, build: Callable[[], Any]) -> Any:
-        """``build()`` once per batch: shared by all layers of one forward."""
-        if key not in self._cache:
-            self._cache[key] = build()
-        return self._cache[key]
-
-    def host_lengths(self) -> np.ndarray:
-        if self.lengths is None:
-            self.lengths = np.diff(self.cu_seqlens.cpu().numpy()).astype(np.int64)
-        return self.lengths
-
+from crossenc.kernels.varlen import VarlenBatch, attention_reference
 
 AUTO_PER_SEQUENCE_FROM = 64  # sdpa-auto: batches whose longest sequence has this many tokens go per sequence
 AttentionFunction = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, VarlenBatch, float], torch.Tensor]
@@ -57,17 +33,6 @@ class AttentionChoice:
 
 
 # ----------------------------------------------------------------------------- pure torch
-def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, varlen: VarlenBatch, scale: float):
-    """Explicit softmax(q k^T * scale) v per sequence, in fp32. Slow; the ground truth for tests."""
-    out = torch.empty_like(q)
-    bounds = varlen.cu_seqlens.tolist()
-    for start, end in zip(bounds[:-1], bounds[1:]):
-        qs, ks, vs = (x[start:end].transpose(0, 1).float() for x in (q, k, v))  # [heads, length, dim]
-        probs = torch.softmax(qs @ ks.transpose(1, 2) * scale, dim=-1)
-        out[start:end] = (probs @ vs).transpose(0, 1).to(q.dtype)
-    return out
-
-
 def attention_per_sequence_sdpa(q, k, v, varlen: VarlenBatch, scale: float) -> torch.Tensor:
     """One SDPA call per sequence (no padding, one kernel launch per sequence)."""
     out = torch.empty_like(q)

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crossenc.pair_encoding import running_offsets
-from crossenc.predictor import PackedTokenBatch, TokenBatch
+from crossenc.predictor import PackedTokenBatch, TokenBatch, running_offsets
 
 POSITION_STYLES = ("absolute", "padding_offset")
 

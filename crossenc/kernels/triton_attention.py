@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from crossenc.kernels.attention import VarlenBatch, attention_reference
+from crossenc.kernels.varlen import VarlenBatch, attention_reference
 
 try:
     import triton

@@ -152,10 +152,10 @@ def _require_json(request: Request) -> None:
 
 def _load(model: str | os.PathLike, settings: ServeSettings):
     from crossenc import CrossEncoder
-    from crossenc.cli import resolve_model_argument
+    from crossenc.demo import expand_alias
 
     return CrossEncoder(
-        resolve_model_argument(str(model)),
+        expand_alias(str(model)),
         backend=settings.backend,
         variant=settings.variant,
         device=settings.device,

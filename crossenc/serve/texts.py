@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from crossenc.pair_encoding import EncodedPairs, PairEncoder
-from crossenc.pair_tokenizer import PairTokenizer
+from crossenc.tokenization import PromptedPairEncoder
 
 Pair = tuple[str, str]
 
@@ -35,7 +35,7 @@ class TextTools:
         self._plain = copy.deepcopy(encoder.tokenizer.backend_tokenizer)
         self._plain.no_truncation()
         self._plain.no_padding()
-        self._left: tuple[int, PairTokenizer] | None = None
+        self._left: tuple[int, PromptedPairEncoder] | None = None
         self._left_lock = threading.Lock()
 
     def cap(self, texts: Sequence[str], max_tokens: int) -> list[str]:
@@ -46,7 +46,7 @@ class TextTools:
             for text, encoding in zip(texts, encodings)
         ]
 
-    def left_tokenizer(self) -> PairTokenizer:
+    def left_tokenizer(self) -> PromptedPairEncoder:
         """``encoder.tokenize_pairs`` but truncating pairs from the left (TEI ``truncation_direction``)."""
         max_length = self.encoder.max_length
         with self._left_lock:
@@ -55,7 +55,7 @@ class TextTools:
                 tokenizer.truncation_side = "left"
                 prompt = self.encoder.pair_tokenizer().query_prompt
                 encoder = PairEncoder(tokenizer, max_length)
-                self._left = (max_length, PairTokenizer(encoder, self.encoder.uses_token_type_ids, prompt))
+                self._left = (max_length, PromptedPairEncoder(encoder, self.encoder.uses_token_type_ids, prompt))
             return self._left[1]
 
     def refuse_overlong(self, field: str):

@@ -21,11 +21,7 @@ import torch
 from crossenc.predictor import TokenBatch
 
 DEFAULT_IN_FLIGHT = 1  # off a GPU batches run one at a time
-# H100, Debian workload, end to end (results/nvidia-h100-80gb-hbm3/gpu_check{,_repeat}.md, two runs): 2 in flight
-# took padded fp16 from 18,229 to 20,517 and 19,356 to 19,580 pairs/s, packed fp16 (Triton, graphs) from 33,135 to
-# 36,386 and 32,334 to 32,702; 3 in flight: -11% and +2% (feed_probe.md, feed_probe_rayon14.md). Not slower in
-# either run, so on by default for every torch variant on CUDA (the overlap is the same whatever the precision).
-CUDA_IN_FLIGHT = 2
+CUDA_IN_FLIGHT = 2  # +1% to +13% end to end on an H100, never slower; 3 was not better (docs/gpu-defaults.md)
 Launch = Callable[[TokenBatch], torch.Tensor]  # device logits [rows, labels], possibly not computed yet
 Pending = Callable[[], np.ndarray]  # waits for one batch's copy, returns its host logits
 StartCopy = Callable[[torch.Tensor], Pending]

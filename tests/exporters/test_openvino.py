@@ -19,12 +19,10 @@ from conftest import random_pairs  # noqa: E402
 
 from crossenc import CrossEncoder  # noqa: E402
 from crossenc.batching import encode_pairs, iter_batches  # noqa: E402
-from crossenc.exporters.base import VerificationFailed  # noqa: E402
-from crossenc.exporters.manifest import ArtifactIntegrityError, UnverifiedArtifactWarning  # noqa: E402
+from crossenc.errors import ArtifactIntegrityError, UnverifiedArtifactWarning, VerificationFailed  # noqa: E402
 from crossenc.exporters.openvino import IR_NAME, OpenVINOExportConfig, export_openvino  # noqa: E402
-from crossenc.exporters.verify import Tolerance  # noqa: E402
 from crossenc.hardware import has_cpu_bf16  # noqa: E402
-from crossenc.quality import spearman  # noqa: E402
+from crossenc.quality import Tolerance, spearman  # noqa: E402
 
 QUERIES, DOCS = 4, 16
 

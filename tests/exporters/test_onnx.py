@@ -15,10 +15,11 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from crossenc import CrossEncoder  # noqa: E402
-from crossenc.exporters.base import VerificationFailed  # noqa: E402
-from crossenc.exporters.manifest import MANIFEST_NAME, ArtifactIntegrityError, UnverifiedArtifactWarning  # noqa: E402
+from crossenc.errors import ArtifactIntegrityError, UnverifiedArtifactWarning, VerificationFailed  # noqa: E402
 from crossenc.exporters.onnx import OnnxExportConfig, export_onnx  # noqa: E402
-from crossenc.exporters.verify import TOLERANCES, Tolerance, compare_logits, default_verification_set  # noqa: E402
+from crossenc.exporters.verify import compare_logits, default_verification_set  # noqa: E402
+from crossenc.manifest import MANIFEST_NAME  # noqa: E402
+from crossenc.quality import TOLERANCES, Tolerance  # noqa: E402
 
 IDENTITY = torch.nn.Identity()
 # The tiny random model's logits on the verification set span only ~0.12-0.35 (std ~0.04): a logit bound

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from crossenc.exporters.first_token import FirstTokenLastLayer, first_token_model, last_layer_note
-from tests.test_kernels import build_hf
+from crossenc.backends.torch_backend.first_token import FirstTokenLastLayer, first_token_model, last_layer_note
+from tests.kernels.test_kernels import build_hf
 
 
 def _padded_batch(pad_id: int, seed: int = 0):

@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 from crossenc.serve import ServeSettings, create_app  # noqa: E402
 from crossenc.serve.scheduler import QueueFull, Scheduler, ShuttingDown  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ATOL = 1e-5
 MAX_DOCUMENTS = 64
 MAX_BYTES = 65536

@@ -8,11 +8,11 @@ import re
 
 import pytest
 
-from crossenc.bench.comparable import BaselineError
-from crossenc.bench.compare import compare_results
+from crossenc.bench.baseline import BaselineError
+from crossenc.bench.regression import compare_results
 from crossenc.bench.harness import ANCHOR_LABEL, REFERENCE_LABEL, BenchConfig, run_bench
 from crossenc.bench.results import load_result, markdown_table, write_result
-from crossenc.bench.workload import load_workload
+from crossenc.workloads import load_workload
 
 ROW_KEYS = {"label", "engine", "backend", "variant", "device", "status", "throughput", "latency", "quality",
             "padding_efficiency", "peak_rss_mb", "load_seconds", "ratio_vs_reference", "ratio_vs_anchor", "info"}
@@ -57,6 +57,7 @@ def test_error_rows_do_not_sink_the_run(quick_result):
 
 def test_autotune_picks_within_tier_and_caches(tiny_model, tmp_path, monkeypatch, quick_result):
     from crossenc import CrossEncoder
+    from crossenc import profiles
     from crossenc.bench import autotune as autotune_module
     from crossenc.model_source import ModelSource
 
@@ -68,13 +69,13 @@ def test_autotune_picks_within_tier_and_caches(tiny_model, tmp_path, monkeypatch
     fake_fast_inexact["quality"] = {**fake_fast_inexact["quality"], "max_abs_error": 0.05, "spearman": 0.9995,
                                     "top10_agreement": 1.0}
     rows.append(fake_fast_inexact)
-    assert autotune_module.pick(rows, "near")["variant"] == "bf16"
-    assert autotune_module.pick(rows, "exact")["variant"] in {"eager", "sdpa"}
+    assert profiles.pick(rows, "near")["variant"] == "bf16"
+    assert profiles.pick(rows, "exact")["variant"] in {"eager", "sdpa"}
     with pytest.raises(ValueError, match="unknown accuracy tier"):
-        autotune_module.pick(rows, "loose")
+        profiles.pick(rows, "loose")
 
     source = ModelSource(path=tiny_model, name=str(tiny_model))
-    assert autotune_module.choose_backend(source, "cpu") == autotune_module.SAFE_DEFAULT  # no profile yet
+    assert profiles.choose_backend(source, "cpu") == profiles.SAFE_DEFAULT  # no profile yet
     chosen, path, result = autotune_module.autotune(str(tiny_model), "cpu", "exact", "synthetic:2:10:2:20",
                                                     ["torch:eager", "torch:sdpa"], repetitions=1)
     assert path.exists() and chosen["variant"] in {"eager", "sdpa"}

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from crossenc.backends.in_flight import host_tensor
+from crossenc.backends.torch_backend.in_flight import host_tensor
 from crossenc.kernels.attention import VarlenBatch
 from crossenc.kernels.packed_model import PackedEncoder
 from crossenc.kernels.packing import PackedTokens
-from crossenc.pair_encoding import running_offsets
+from crossenc.predictor import running_offsets
 
 log = logging.getLogger(__name__)
 

@@ -1,13 +1,16 @@
-"""Reranking workloads: the bundled Debian set, user JSONL files, synthetic length mixes."""
+"""Reranking data: the bundled Debian set, user JSONL files, synthetic length mixes, and the samplers
+that draw verification and calibration pairs from them (the bench, exporters and scripts all read these)."""
 
 from __future__ import annotations
 
 import gzip
 import json
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from crossenc.paths import PACKAGE_DATA
 
@@ -15,6 +18,8 @@ DEBIAN_WORKLOAD = PACKAGE_DATA / "rerank-debian.json.gz"
 # The demo head is fitted on queries [0, FIT_QUERIES); everything measured uses later ones.
 FIT_QUERIES = 300
 EVAL_START = 300
+VERIFY_START = EVAL_START + 50  # export verification: held-out queries past the bench's debian:300:10
+Pair = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -26,8 +31,10 @@ class RerankQuery:
     documents: tuple[str, ...]
     relevant: frozenset[int] = field(default_factory=frozenset)
 
-    def pairs(self) -> list[tuple[str, str]]:
-        return [(self.query, document) for document in self.documents]
+    def pairs(self, indices: Iterable[int] | None = None) -> list[Pair]:
+        """(query, document) for every document, or for those at ``indices``."""
+        chosen = range(len(self.documents)) if indices is None else indices
+        return [(self.query, self.documents[index]) for index in chosen]
 
 
 @dataclass(frozen=True)
@@ -116,3 +123,42 @@ def load_workload(spec: str) -> Workload:
         _, num_queries, docs, low, high = spec.split(":")
         return synthetic(int(num_queries), int(docs), (int(low), int(high)))
     return load_jsonl(spec)
+
+
+# --------------------------------------------------------------------------- samplers
+def sample_documents(query: RerankQuery, count: int, rng: np.random.Generator) -> list[int]:
+    """Indices of ``count`` of the query's documents, in order: its relevant ones plus random others."""
+    others = [index for index in range(len(query.documents)) if index not in query.relevant]
+    take = max(0, min(count - len(query.relevant), len(others)))
+    picked = rng.choice(len(others), size=take, replace=False).tolist() if take else []
+    return sorted(query.relevant | {others[index] for index in picked})
+
+
+def verification_groups(num_queries: int, docs_per_query: int, seed: int = 0) -> list[list[Pair]]:
+    """Pairs of varied length from held-out Debian queries, one group per query (what exports are verified on)."""
+    rng = np.random.default_rng(seed)
+    queries = load_debian().queries[VERIFY_START : VERIFY_START + num_queries]
+    return [query.pairs(sample_documents(query, docs_per_query, rng)) for query in queries]
+
+
+def calibration_queries(path: str | Path | None = None) -> tuple[Sequence[RerankQuery], str]:
+    """(queries, where from): the user's JSONL file, else the Debian training queries (never measured ones)."""
+    if path:
+        return load_jsonl(path).queries, str(path)
+    return load_debian().queries[:FIT_QUERIES], f"debian training queries [0, {FIT_QUERIES})"
+
+
+def calibration_groups(
+    queries: Sequence[RerankQuery], num_queries: int, docs_per_query: int, seed: int = 0
+) -> list[list[Pair]]:
+    """``num_queries`` random queries (in order), each with ``docs_per_query`` documents as at serving time."""
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(queries), size=min(num_queries, len(queries)), replace=False)
+    return [queries[index].pairs(sample_documents(queries[index], docs_per_query, rng)) for index in sorted(chosen.tolist())]
+
+
+def sample_pairs(queries: Sequence[RerankQuery], count: int, seed: int = 0) -> list[Pair]:
+    """``count`` pairs drawn uniformly from all the queries' pairs (in drawing order)."""
+    pairs = [pair for query in queries for pair in query.pairs()]
+    chosen = random.Random(seed).sample(range(len(pairs)), min(count, len(pairs)))
+    return [pairs[index] for index in chosen]

@@ -22,7 +22,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 
 from crossenc.distributed import BadRowError, Scorer, ScoringSpec, score_dataset, score_file  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from crossenc.backends import LoadRequest
 from crossenc.hardware import has_cpu_bf16
 from crossenc.kernels.attention import ATTENTION, CUDA_ONLY, VarlenBatch, attention_reference, select_attention
 from crossenc.kernels.packed_model import architecture_for, build_packed_encoder
-from crossenc.kernels.packed_predictor import load_packed
+from crossenc.backends.torch_backend.packed import load_packed
 from crossenc.kernels.packing import pack_batch
 from crossenc.model_source import ModelSource
 from crossenc.predictor import TokenBatch
@@ -211,7 +211,7 @@ def test_cuda_only_attention_refused_on_cpu():
 
 
 def test_graph_buckets_pad_with_short_dummy_sequences():
-    from crossenc.kernels.cuda_graphs import CudaGraphRunner, token_buckets
+    from crossenc.backends.torch_backend.cuda_graphs import CudaGraphRunner, token_buckets
 
     assert token_buckets(512, 4096) == (512, 768, 1024, 1536, 2048, 3072, 4096)
     _, encoder, pad = build_hf("bert")

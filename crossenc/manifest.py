@@ -1,4 +1,7 @@
-"""The manifest beside every artifact: provenance, config, file hashes, verification report."""
+"""The manifest beside every artifact: provenance, config, file hashes, verification report.
+
+Exporters write it; backends check it before running an artifact.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +11,16 @@ import json
 import logging
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from crossenc.exporters.base import VerificationFailed
+from crossenc.errors import ArtifactIntegrityError, UnverifiedArtifactWarning, VerificationFailed
+from crossenc.quality import VerificationReport
 
 MANIFEST_NAME = "crossenc_manifest.json"
 MANIFEST_VERSION = 1
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".onnx_data", ".xml", ".engine", ".plan")
 
 logger = logging.getLogger(__name__)
-
-
-class ArtifactIntegrityError(ValueError):
-    """A file of an exported artifact is missing or differs from its manifest hash."""
-
-
-class UnverifiedArtifactWarning(UserWarning):
-    """The artifact's manifest says it failed (or skipped) verification, and it is loaded anyway
-    (``allow_unverified=True``; without it loading raises VerificationFailed)."""
 
 
 def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
@@ -128,9 +122,6 @@ def unverified_error(folder: Path, manifest: dict[str, Any], what: str, remedy: 
     (None when verification was skipped).
     """
     import dataclasses
-
-    from crossenc.exporters.base import VerificationFailed  # base imports this module
-    from crossenc.exporters.verify import VerificationReport
 
     stored = manifest.get("verification") or {}
     fields = {field.name for field in dataclasses.fields(VerificationReport)}

@@ -9,8 +9,8 @@ and runs :class:`~crossenc.kernels.packed_model.PackedEncoder` on the real token
 ``cuda_graphs`` (True for ``packed-fp16`` on CUDA) replay one CUDA graph per token bucket; ``attention`` (None) force an
 implementation from ``crossenc.kernels.attention.ATTENTION``; ``graph_max_tokens`` (32768)
 largest graph bucket; ``graph_max_batch`` (256) most sequences per graph batch; ``in_flight`` (2 on
-CUDA, else 1) batches queued on the GPU before the oldest one's logits are read (:mod:`crossenc.backends.in_flight`);
-``pin_inputs`` (False) copy inputs to the GPU through pinned memory (:func:`~crossenc.backends.in_flight.host_tensor`).
+CUDA, else 1) batches queued on the GPU before the oldest one's logits are read (:mod:`.in_flight`);
+``pin_inputs`` (False) copy inputs to the GPU through pinned memory (:func:`.in_flight.host_tensor`).
 """
 
 from __future__ import annotations
@@ -20,18 +20,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from crossenc.backends import LoadRequest, check_options
-from crossenc.backends.in_flight import (
+from crossenc.backends import BACKENDS, LoadRequest, check_options
+from crossenc.backends.torch_backend.cuda_graphs import CudaGraphRunner, token_buckets
+from crossenc.backends.torch_backend.in_flight import (
     DEFAULT_IN_FLIGHT,
     InFlightPredictions,
     check_depth,
     default_in_flight,
     to_device,
 )
+from crossenc.backends.torch_backend.threads import set_default_threads
 from crossenc.hardware import has_cpu_bf16
 from crossenc.inputs import check_flag
 from crossenc.kernels.attention import AttentionChoice, VarlenBatch, select_attention
-from crossenc.kernels.cuda_graphs import CudaGraphRunner, token_buckets
 from crossenc.kernels.ops import PackedOps, torch_ops, triton_ops
 from crossenc.kernels.packed_model import PackedEncoder, architecture_for, build_packed_encoder
 from crossenc.kernels.packing import PackedTokens, pack_batch
@@ -52,10 +53,8 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "in_flight": DEFAULT_IN_FLIGHT,
     "pin_inputs": False,
 }
-# H100, Debian pairs already tokenized (results/nvidia-h100-80gb-hbm3/gpu_check_repeat.md, one run):
-# graphs with Triton kernels 95,911 pairs/s, graphs with torch ops 76,713; eager, the host spends 2.2x
-# the GPU's time launching kernels (kernel_profile.txt). Defaults for fp16 only, the precision measured;
-# without Triton (not importable) torch ops are used; a failed capture runs eager.
+# fp16 only, the precision measured on an H100: graphs + Triton 95,911 pairs/s vs 76,713 with torch ops
+# (docs/gpu-defaults.md); without triton torch ops run, and a failed capture runs eager.
 CUDA_FP16_DEFAULTS: dict[str, Any] = {"cuda_graphs": True, "use_triton": True}
 
 
@@ -106,7 +105,7 @@ class PackedPredictor(InFlightPredictions):
 
 def _parse_options(options: dict[str, Any], device: str, dtype: torch.dtype) -> dict[str, Any]:
     """``options`` over the defaults for ``device`` and ``dtype`` (:data:`CUDA_FP16_DEFAULTS`), checked."""
-    check_options(options, DEFAULT_OPTIONS, "packed-variant")
+    check_options(options, *BACKENDS["torch"].known_options("packed"))
     fp16_on_cuda = torch.device(device).type == "cuda" and dtype == torch.float16
     defaults = {**DEFAULT_OPTIONS, **(CUDA_FP16_DEFAULTS if fp16_on_cuda else {})}
     defaults["in_flight"] = default_in_flight(device)
@@ -180,7 +179,7 @@ def _graph_runner(
 
 def load_packed(request: LoadRequest) -> PackedPredictor:
     """Build the packed predictor for ``request.variant`` (``packed``, ``packed-fp16`` or ``packed-bf16``)."""
-    variant = request.variant or "packed"
+    variant = request.variant
     if variant not in PRECISIONS:
         raise ValueError(f"unknown packed variant {variant!r}; choose one of {sorted(PRECISIONS)}")
     device = _check_device(request.device, variant)
@@ -188,8 +187,6 @@ def load_packed(request: LoadRequest) -> PackedPredictor:
     options = _parse_options(dict(request.options), request.device, dtype)
     architecture = architecture_for(request.config)  # fail before loading weights
     if device.type == "cpu":
-        from crossenc.backends.torch_backend import set_default_threads
-
         set_default_threads()
     model = request.source.load_torch_model(request.config)
     encoder = build_packed_encoder(model).to(device=device, dtype=dtype)

@@ -64,7 +64,7 @@ def test_prepare_gpu_check_writes_an_fp16_copy_that_loads_upcast(tiny_model, pai
 
     from crossenc import CrossEncoder
 
-    path = Path(__file__).parent.parent / "scripts" / "prepare_gpu_check.py"
+    path = Path(__file__).parents[2] / "scripts" / "prepare_gpu_check.py"
     spec = importlib.util.spec_from_file_location("prepare_gpu_check", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
@@ -95,7 +95,7 @@ def test_encoder_flops_match_torch_flop_counter(first_token):
     from transformers import BertConfig, BertForSequenceClassification
 
     from crossenc.bench.model_flops import encoder_flops
-    from crossenc.exporters.first_token import first_token_model
+    from crossenc.backends.torch_backend.first_token import first_token_model
 
     config = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
                         intermediate_size=64, num_labels=1, attn_implementation="eager")
@@ -190,7 +190,7 @@ def test_kernel_profile_writes_a_table(tiny_model, pairs, tmp_path):
 def test_rows_run_what_their_names_say(tiny_model, monkeypatch):
     """CUDA defaults (graphs and Triton for packed-fp16, 2 in flight) must not leak into rows that do not name them:
     each row's options are resolved as a CUDA load would resolve them, then compared with its name."""
-    from crossenc.kernels.packed_predictor import _parse_options
+    from crossenc.backends.torch_backend.packed import _parse_options
 
     calls = {}
 
@@ -227,7 +227,7 @@ def test_rows_run_what_their_names_say(tiny_model, monkeypatch):
 
 
 def test_kernel_profile_runs_eager_one_batch_at_a_time(tiny_model, pairs, tmp_path, monkeypatch):
-    from crossenc.kernels.packed_predictor import _parse_options
+    from crossenc.backends.torch_backend.packed import _parse_options
 
     seen = {}
 

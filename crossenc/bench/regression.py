@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from crossenc.bench.comparable import BaselineError, differences, require_comparable
+from crossenc.bench.baseline import BaselineError, differences, require_comparable
 
 ENGINE = "crossenc"  # rows["engine"] of the product; other engines are references
 QUALITY = {"spearman": "spearman", "top10": "top10_agreement"}  # metric name -> results key

@@ -54,7 +54,7 @@ def test_kernels_in_fresh_interpreter_process():
         pytest.skip("the kernel tests ran in this process")
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
         env={**os.environ, "TRITON_INTERPRET": "1"},
         capture_output=True,
         text=True,
@@ -172,7 +172,7 @@ def test_packed_encoder_with_triton_ops_matches_hf(kernels):
 
 def test_graph_bucket_padding_leaves_real_logits_unchanged(kernels):
     """The inputs a CUDA graph replays (dummy + empty sequences) give the eager logits, here on CPU."""
-    from crossenc.kernels.cuda_graphs import CudaGraphRunner
+    from crossenc.backends.torch_backend.cuda_graphs import CudaGraphRunner
 
     _, encoder = build_bert(seed=1)
     runner = CudaGraphRunner(

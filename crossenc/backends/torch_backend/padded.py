@@ -1,41 +1,32 @@
-"""PyTorch backend: eager, SDPA, torch.compile, bf16/fp16, int8 (torchao), packed variants.
+"""The torch variants that run a Hugging Face module on padded batches: eager, SDPA, torch.compile,
+bf16/fp16, int8 (torchao).
 
 Options (``backend_kwargs``): ``in_flight`` (2 on CUDA, else 1) batches queued on a CUDA device before
-the oldest one's logits are read (see :mod:`crossenc.backends.in_flight`; 2 measured faster on an H100).
-``first_token`` (True except for ``eager``, the plain Hugging Face reference): run the last layer
-for the first token only (:mod:`crossenc.exporters.first_token`; BERT/RoBERTa/XLM-R, exact).
-``pin_inputs`` (False) copy inputs to a CUDA device through pinned memory, so a queued batch's copy
-does not wait for the running one (:func:`crossenc.backends.in_flight.host_tensor`).
+the oldest one's logits are read (see :mod:`crossenc.backends.torch_backend.in_flight`; 2 measured faster
+on an H100). ``first_token`` (True except for ``eager``, the plain Hugging Face reference): run the last
+layer for the first token only (:mod:`crossenc.backends.torch_backend.first_token`; BERT/RoBERTa/XLM-R,
+exact). ``pin_inputs`` (False) copy inputs to a CUDA device through pinned memory, so a queued batch's
+copy does not wait for the running one (:func:`crossenc.backends.torch_backend.in_flight.host_tensor`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import threading
 from typing import Any
 
 import numpy as np
 import torch
 
-from crossenc.backends import LoadRequest, check_options
-from crossenc.backends.in_flight import InFlightPredictions, check_depth, default_in_flight, to_device
-from crossenc.exporters.first_token import first_token_model, last_layer_note
-from crossenc.hardware import has_cpu_bf16, physical_cores
+from crossenc.backends import LoadRequest, check_request_options
+from crossenc.backends.torch_backend.first_token import first_token_model, last_layer_note
+from crossenc.backends.torch_backend.in_flight import InFlightPredictions, check_depth, default_in_flight, to_device
+from crossenc.backends.torch_backend.threads import set_default_threads
+from crossenc.hardware import has_cpu_bf16
 from crossenc.optional import require
 from crossenc.predictor import PredictorInfo, TokenBatch
 
-KNOWN_OPTIONS = frozenset({"in_flight", "first_token", "pin_inputs"})
 COMPILE_BUCKET_STEP = 16  # torch.compile pads lengths to multiples of this: few shapes, no recompile storms
-_threads_lock = threading.Lock()
-
-
-def set_default_threads() -> None:
-    """Use one intra-op thread per physical core unless the user already chose."""
-    with _threads_lock:
-        cores = physical_cores()
-        if torch.get_num_threads() != cores:
-            torch.set_num_threads(cores)
 
 
 class TorchPredictor(InFlightPredictions):
@@ -118,16 +109,12 @@ def _resolve_device(device: str) -> str:
     return device
 
 
-def load(request: LoadRequest) -> TorchPredictor:
-    """Build the torch predictor for ``request.variant``."""
-    variant = request.variant or "sdpa"
+def load_padded(request: LoadRequest) -> TorchPredictor:
+    """Build the torch predictor for ``request.variant`` (any but the ``packed*`` ones)."""
+    variant = request.variant
     device = _resolve_device(request.device)
     on_cuda = device.startswith("cuda")
-    if variant.startswith("packed"):
-        from crossenc.kernels.packed_predictor import load_packed
-
-        return load_packed(request)
-    check_options(request.options, KNOWN_OPTIONS, "torch backend")
+    check_request_options("torch", request)
     if device == "cpu":
         set_default_threads()
     if variant == "fp16" and not on_cuda:
