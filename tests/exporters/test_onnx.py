@@ -22,14 +22,14 @@ from crossenc.manifest import MANIFEST_NAME  # noqa: E402
 from crossenc.quality import TOLERANCES, Tolerance  # noqa: E402
 
 IDENTITY = torch.nn.Identity()
-# The tiny random model's logits on the verification set span only ~0.12-0.35 (std ~0.04): a logit bound
+# The tiny random model's logits on the verification set span -0.21..0.82 (std ~0.20): a logit bound
 # near that spread passes a graph that returns the mean for every pair. int8 is held to per-query ranking
 # (a constant or shuffled output scores ~0) and, where its error allows, a logit bound well under the
 # spread; test_int8_tolerances_reject_broken_scores checks both against the measured spread.
-# Measured max|d| / Spearman / top-10: dynamic 0.016 / 0.956 / 0.86, blockwise 0.012 / 0.968 / 0.93,
-# static 0.112 / 0.896 / 0.81 (one outlier pair: static is held to ranking only).
-INT8_TOLERANCE = Tolerance(max_abs=0.03, spearman=0.9, top_k_agreement=0.8)
-STATIC_TOLERANCE = Tolerance(spearman=0.85, top_k_agreement=0.75)
+# Measured max|d| / Spearman / top-10: dynamic 0.038 / 0.990 / 0.95, blockwise 0.028 / 0.995 / 0.96,
+# static 0.081 / 0.981 / 0.90 (static is held to ranking only).
+INT8_TOLERANCE = Tolerance(max_abs=0.06, spearman=0.97, top_k_agreement=0.9)
+STATIC_TOLERANCE = Tolerance(spearman=0.95, top_k_agreement=0.85)
 CONFIGS = {
     "plain": OnnxExportConfig(),
     "O1": OnnxExportConfig(optimize="O1"),
@@ -120,7 +120,7 @@ def test_int8_tolerances_reject_broken_scores(verification_logits):
     """The int8 gates are tight relative to this model's logit spread: outputs a broken graph gives fail them."""
     verification_set, reference = verification_logits
     spread = float(reference.std())
-    assert 0.02 < spread < 0.1, f"the tiny model's logit spread changed ({spread:.3f}): re-measure the int8 gates"
+    assert 0.1 < spread < 0.4, f"the tiny model's logit spread changed ({spread:.3f}): re-measure the int8 gates"
     rng = np.random.default_rng(0)
     shuffled = reference.copy()
     for group in verification_set.groups:
