@@ -248,7 +248,7 @@ def _quiet_nncf(nncf: ModuleType, verbosity: int, undo: contextlib.ExitStack) ->
     for handler in nncf_logger.handlers:  # it logs to stdout, which is the command's output
         if type(handler) is logging.StreamHandler and handler.stream in (sys.stdout, sys.__stdout__):
             undo.callback(handler.setStream, handler.stream)
-            handler.setStream(sys.__stderr__)
+            handler.setStream(sys.stderr)
     try:
         import rich
     except ImportError:

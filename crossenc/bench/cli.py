@@ -151,18 +151,24 @@ def _missing_exports(config: BenchConfig, labels: list[str]) -> tuple[list[str],
     return missing, len(used), folder
 
 
-def _previous_result(args: argparse.Namespace, workload_spec: str) -> dict[str, Any] | None:
-    """This device's last result of the same workload and settings (where this run writes), if any."""
-    from crossenc.bench.results import load_result
+def _previous_result(args: argparse.Namespace, workload_spec: str, model: str) -> dict[str, Any] | None:
+    """An earlier result of the same model, workload and settings where this run writes, else in this
+    device's results folder; None when there is none."""
+    from crossenc.bench.results import load_result, results_dir
 
-    try:
-        previous = load_result(_output_json(args))
-    except (OSError, ValueError):
-        return None
+    target = _output_json(args)
     settings = {"workload": workload_spec, "repetitions": args.repetitions, "latency_requests": args.latency_requests,
                 "batch_size": args.batch_size, "device": args.device}
-    config = previous.get("config", {})
-    return previous if all(config.get(key) == value for key, value in settings.items()) else None
+    for path in (target, results_dir(args.device) / target.name):
+        try:
+            previous = load_result(path)
+        except (OSError, ValueError):
+            continue
+        config = previous.get("config", {})
+        same_model = Path(str(config.get("model"))).name == Path(model).name  # the demo's cache folder may move
+        if same_model and all(config.get(key) == value for key, value in settings.items()):
+            return previous
+    return None
 
 
 def cached_run_minutes(previous: dict[str, Any], labels: list[str]) -> float | None:
@@ -280,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
         include_reference=not args.no_reference,
     )
     labels = _planned_labels(config)
-    previous = _previous_result(args, workload_spec)
+    previous = _previous_result(args, workload_spec, config.model)
     cached_minutes = cached_run_minutes(previous, labels) if previous else None
     print(f"crossenc bench: {workload.name}, {workload.num_pairs} pairs, {len(labels)} variants on {args.device}",
           file=sys.stderr)
