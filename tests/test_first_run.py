@@ -156,6 +156,16 @@ def test_first_run_notice_names_the_exports_to_build(tiny_model, tmp_path, monke
     assert "int8 ones calibrated first" in err and str(tmp_path / "cache") in err
     assert main([*args, "--variants", "torch:sdpa"]) == 0
     assert "export(s)" not in capsys.readouterr().err  # nothing to export: no notice
+    earlier = _quick_result()  # an earlier run of these rows and settings, where this one writes
+    earlier["rows"] = [row for row in earlier["rows"] if row["label"] in ("torch eager", "onnx plain", "onnx int8")]
+    earlier["config"] |= {"model": str(tiny_model), "workload": "synthetic:2:10:2:20"}
+    earlier["timing"] = {"seconds": 600.0, "export_seconds": 420.0, "exports_built": 2}
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "bench.json").write_text(json.dumps(earlier))
+    assert main([*args, "--variants", "onnx:plain,onnx:int8", "--out", str(tmp_path / "out")]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "calibrated first: about 7 min for 2 when last measured here" in err
+    assert "later runs reuse them (about 3 min here)" in err
 
 
 def test_cached_run_estimate_from_an_earlier_result():

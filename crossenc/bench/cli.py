@@ -190,18 +190,22 @@ def cached_run_minutes(previous: dict[str, Any], labels: list[str]) -> float | N
     return seconds / 60
 
 
-def _first_run_notice(config: BenchConfig, labels: list[str], cached_minutes: float | None) -> None:
+def _first_run_notice(config: BenchConfig, labels: list[str], previous: dict[str, Any] | None) -> None:
     try:
         missing, used, folder = _missing_exports(config, labels)
     except Exception:  # only a notice: never fail the run over it
         return
     if not missing:
         return
+    cached_minutes = cached_run_minutes(previous, labels) if previous else None
     later = f"about {cached_minutes:.0f} min here" if cached_minutes else "only the measuring, a few minutes"
+    timing = (previous or {}).get("timing") or {}
+    work = (f"about {timing['export_seconds'] / 60:.0f} min for {timing['exports_built']} when last measured here"
+            if timing.get("exports_built") else "minutes of work")
     opening = "First run for this model here: " if len(missing) == used else ""
     calibrated = ", int8 ones calibrated first" if any(name.endswith(" int8") for name in missing) else ""
     _say(f"{opening}{len(missing)} export(s) ({', '.join(missing)}) are built and verified against torch before "
-         f"they are measured{calibrated}: minutes of work, one line per export below. They are cached in {folder}; "
+         f"they are measured{calibrated}: {work}, one line per export below. They are cached in {folder}; "
          f"later runs reuse them ({later}).")
 
 
@@ -287,10 +291,9 @@ def run(args: argparse.Namespace) -> int:
     )
     labels = _planned_labels(config)
     previous = _previous_result(args, workload_spec, config.model)
-    cached_minutes = cached_run_minutes(previous, labels) if previous else None
     print(f"crossenc bench: {workload.name}, {workload.num_pairs} pairs, {len(labels)} variants on {args.device}",
           file=sys.stderr)
-    _first_run_notice(config, labels, cached_minutes)
+    _first_run_notice(config, labels, previous)
     started = time.perf_counter()
     with _ExportTimes() as exports:
         result = run_bench(config, workload, on_row=_RowPrinter(len(labels)))

@@ -95,7 +95,7 @@ def terminal_table(result: dict[str, Any], width: int = 80) -> str:
     by_reference = any(row.get("ratio_vs_reference") for row in rows)
     ratio_key, ratio_name = ("ratio_vs_reference", "x ST") if by_reference else ("ratio_vs_anchor", "x eager")
     label_width = min(max([len(short_label(row["label"])) for row in rows] + [7]), 26)
-    header = f"{'variant':<{label_width}} {'pairs/s':>8} {ratio_name:>7} {'Spearman':>9} {'top-10':>7}  accuracy"
+    header = f"{'variant':<{label_width}} {'pairs/s':>8} {ratio_name:>8} {'Spearman':>9} {'top-10':>7}  accuracy"
     lines = [header, "-" * len(header)]
     for row in rows:
         label = short_label(row["label"])[:label_width]
@@ -104,7 +104,7 @@ def terminal_table(result: dict[str, Any], width: int = 80) -> str:
             continue
         quality = row["quality"]
         lines.append(
-            f"{label:<{label_width}} {row['throughput']['pairs_per_s']:>8.1f} {_fmt(row[ratio_key], '.2f'):>7} "
+            f"{label:<{label_width}} {row['throughput']['pairs_per_s']:>8.1f} {_fmt(row[ratio_key], '.2f'):>8} "
             f"{quality['spearman']:>9.4f} {quality['top10_agreement']:>7.3f}  {accuracy_tier(quality)}"
         )
     best = []
@@ -157,7 +157,7 @@ def plot(result: dict[str, Any], path: Path) -> bool:
             for row in rows]
     axes.errorbar(speeds, positions, xerr=[low, high], fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
     axes.set_yticks(list(positions), [row["label"] for row in rows], fontsize=9)
-    top = max(speeds, default=1.0)
+    top = max((speed + extra for speed, extra in zip(speeds, high)), default=1.0)  # the longest whisker
     for position, row, speed in zip(positions, rows, speeds):
         ratio = row.get(ratio_key)
         quality = row["quality"]
@@ -167,7 +167,7 @@ def plot(result: dict[str, Any], path: Path) -> bool:
     reference = next((row["throughput"]["pairs_per_s"] for row in rows if row["label"] == result.get("reference")), None)
     if by_reference and reference:
         axes.axvline(reference, color=REFERENCE_COLOUR, linestyle="--", linewidth=1)
-    axes.set_xlim(0, top * 1.6)
+    axes.set_xlim(0, top * 1.55)
     axes.set_ylim(-0.6, len(rows) - 0.4)
     axes.set_xlabel(f"pairs/s (median of {result['config']['repetitions']} runs, whiskers min-max)")
     machine = result["machine"]
