@@ -114,8 +114,15 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, default=None)
 
 
+def _add_verbose(parser: argparse.ArgumentParser, default: Any = 0) -> None:
+    parser.add_argument("-v", "--verbose", action="count", default=default,
+                        help="also show other libraries' logs and progress bars as they print them "
+                             "(-vv: every INFO log and crossenc's debug logs)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crossenc", description="Fast, verified cross-encoder reranking.")
+    _add_verbose(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     predict = commands.add_parser("predict", help="score (query, document) pairs from JSONL; prints a JSON list")
     predict.add_argument("input", nargs="?", default="-", help="JSONL file of pairs, or - for stdin")
@@ -137,21 +144,34 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module.add_arguments(subparser)
         subparser.set_defaults(handler=module.run)
+    _add_verbose_to_commands(parser)  # -v before or after a command name
     return parser
+
+
+def _add_verbose_to_commands(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                _add_verbose(subparser, default=argparse.SUPPRESS)
+                _add_verbose_to_commands(subparser)
 
 
 def main(argv: list[str] | None = None) -> int:
     from crossenc.errors import VerificationFailed
+    from crossenc.logs import cli_logging, settle
 
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.handler(args) or 0)
-    except VerificationFailed as error:
-        print(f"VERIFICATION FAILED: {error}", file=sys.stderr)
-        return 1
-    except (TypeError, ValueError, FileNotFoundError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    with cli_logging(args.verbose):  # crossenc's progress, others' warnings; -v: everything
+        try:
+            return int(args.handler(args) or 0)
+        except VerificationFailed as error:
+            settle()
+            print(f"VERIFICATION FAILED: {error}", file=sys.stderr)
+            return 1
+        except (TypeError, ValueError, FileNotFoundError, ImportError) as error:
+            settle()
+            print(f"error: {error}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

@@ -48,11 +48,16 @@ def build_demo_model(target: Path) -> Path:
     """Assemble the BertForSequenceClassification checkpoint in a temp folder, then rename it into place."""
     import torch
     from safetensors.torch import load_file
-    from transformers import AutoTokenizer, BertForSequenceClassification
+    from transformers import AutoConfig, AutoTokenizer, BertForSequenceClassification
 
     source = minilm_dir()
     head = load_file(str(HEAD_FILE))
-    model = BertForSequenceClassification.from_pretrained(source, num_labels=1).eval()
+    # Built from its config with every weight loaded here: from_pretrained would report the classifier
+    # the base encoder lacks as MISSING ("newly initialized") although it is set just below.
+    model = BertForSequenceClassification(AutoConfig.from_pretrained(source, num_labels=1)).eval()
+    encoder = {key: value for key, value in load_file(str(source / "model.safetensors")).items()
+               if key != "embeddings.position_ids"}  # a buffer transformers no longer saves
+    model.bert.load_state_dict(encoder, strict=True)
     with torch.no_grad():
         dense = model.bert.pooler.dense
         dense.weight += head["pooler_up"] @ head["pooler_down"]

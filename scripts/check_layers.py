@@ -41,7 +41,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("loading", ("crossenc.loading", "crossenc.profiles")),
     ("facade", ("crossenc.cross_encoder",)),
     # entry points and services on top of the facade
-    ("top", ("crossenc.__init__", "crossenc.cli", "crossenc.score_cli", "crossenc.support", "crossenc.bench",
+    ("top", ("crossenc.__init__", "crossenc.cli", "crossenc.logs", "crossenc.score_cli", "crossenc.support", "crossenc.bench",
              "crossenc.serve", "crossenc.distributed*")),
 )
 

@@ -65,25 +65,130 @@ def markdown_table(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+TIER_ORDER = ("exact", "near", "int8")  # crossenc.bench.autotune.TIERS, tightest first
+OUTSIDE_TIERS = "none"
+TIER_COLOURS = {"exact": "#1b7837", "near": "#5aae61", "int8": "#e08214", OUTSIDE_TIERS: "#b2182b"}
+REFERENCE_COLOUR = "#8c8c8c"
+TIER_NAMES = {"exact": "exact: max abs error <= 1e-3", "near": "near: Spearman >= 0.999, top-10 >= 0.99",
+              "int8": "int8: Spearman >= 0.99, top-10 >= 0.95", OUTSIDE_TIERS: "none: below int8"}
+
+
+def accuracy_tier(quality: dict[str, float] | None) -> str:
+    """The tightest autotune accuracy tier these quality numbers meet, else OUTSIDE_TIERS."""
+    from crossenc.quality import TIERS, Agreement
+
+    if not quality:
+        return OUTSIDE_TIERS
+    agreement = Agreement.from_bench_quality(quality)
+    return next((name for name in TIER_ORDER if TIERS[name].accepts(agreement)), OUTSIDE_TIERS)
+
+
+def short_label(label: str) -> str:
+    return label.replace("sentence-transformers ", "ST ", 1)
+
+
+def terminal_table(result: dict[str, Any], width: int = 80) -> str:
+    """The few columns that fit a terminal of ``width`` (the .md file keeps them all): pairs/s, the ratio to
+    the sentence-transformers reference (else to torch eager), Spearman / top-10 to torch eager, tier."""
+    import textwrap
+
+    rows = result["rows"]
+    by_reference = any(row.get("ratio_vs_reference") for row in rows)
+    ratio_key, ratio_name = ("ratio_vs_reference", "x ST") if by_reference else ("ratio_vs_anchor", "x eager")
+    label_width = min(max([len(short_label(row["label"])) for row in rows] + [7]), 26)
+    header = f"{'variant':<{label_width}} {'pairs/s':>8} {ratio_name:>8} {'Spearman':>9} {'top-10':>7}  accuracy"
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        label = short_label(row["label"])[:label_width]
+        if row["status"] != "ok":
+            lines.append(f"{label:<{label_width}} failed: {row['error']}"[:width])
+            continue
+        quality = row["quality"]
+        lines.append(
+            f"{label:<{label_width}} {row['throughput']['pairs_per_s']:>8.1f} {_fmt(row[ratio_key], '.2f'):>8} "
+            f"{quality['spearman']:>9.4f} {quality['top10_agreement']:>7.3f}  {accuracy_tier(quality)}"
+        )
+    best = []
+    for name in TIER_ORDER:
+        eligible = [row for row in rows if row["status"] == "ok" and row["engine"] == "crossenc"
+                    and accuracy_tier(row["quality"]) == name]
+        if eligible:
+            fastest = max(eligible, key=lambda row: row["throughput"]["pairs_per_s"])
+            best.append(f"{name} {fastest['label']} ({_fmt(fastest[ratio_key], '.2f')}{ratio_name})")
+    notes = []
+    if best:
+        notes.append("Fastest per tier: " + "; ".join(best) + ".")
+    reference = "sentence-transformers torch fp32 (ST)" if by_reference else "torch eager"
+    notes.append(f"{ratio_name}: pairs/s relative to {reference}. Spearman, top-10: agreement with torch eager "
+                 "fp32. accuracy: the tightest tier met (crossenc autotune --accuracy): "
+                 + "; ".join(TIER_NAMES[name] for name in (*TIER_ORDER, OUTSIDE_TIERS)) + ".")
+    workload = result["workload"]
+    notes.append(f"{workload['name']}, {workload['pairs']} pairs, {result['config']['device']} "
+                 f"({result['machine']['cpu_model']}, {result['machine']['physical_cores']} cores).")
+    wrapped = [line for note in notes for line in textwrap.wrap(note, width, break_on_hyphens=False)]
+    return "\n".join(lines + [""] + wrapped) + "\n"
+
+
 def plot(result: dict[str, Any], path: Path) -> bool:
-    """Throughput vs quality (Spearman to torch fp32) per variant. False when matplotlib is missing."""
+    """Horizontal pairs/s bars, fastest on top, coloured by accuracy tier; the sentence-transformers
+    reference in grey with a dashed line at its speed; each bar labelled with its ratio to it (to torch
+    eager without a reference) and its Spearman. False when matplotlib is missing."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.patches import Patch
     except ImportError:
         return False
-    rows = [row for row in result["rows"] if row["status"] == "ok"]
-    figure, axes = plt.subplots(figsize=(8, 5))
-    for row in rows:
-        x, y = row["throughput"]["pairs_per_s"], row["quality"]["spearman"]
-        axes.scatter(x, y, s=40, marker="s" if row["engine"] != "crossenc" else "o")
-        axes.annotate(row["label"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    axes.set_xlabel("pairs/s (median)")
-    axes.set_ylabel("Spearman vs torch fp32 (mean per query)")
-    axes.set_title(f"{result['workload']['name']} on {result['config']['device']} ({result['machine']['cpu_model']})", fontsize=9)
-    axes.grid(alpha=0.3)
+    rows = sorted((row for row in result["rows"] if row["status"] == "ok"),
+                  key=lambda row: row["throughput"]["pairs_per_s"])
+    failed = [row["label"] for row in result["rows"] if row["status"] != "ok"]
+    by_reference = any(row.get("ratio_vs_reference") for row in rows)
+    ratio_key, ratio_name = ("ratio_vs_reference", "sentence-transformers") if by_reference else ("ratio_vs_anchor", "torch eager")
+    figure, axes = plt.subplots(figsize=(10, 1.8 + 0.42 * max(len(rows), 1)))
+    speeds = [row["throughput"]["pairs_per_s"] for row in rows]
+    colours = [REFERENCE_COLOUR if row["engine"] != "crossenc" else TIER_COLOURS[accuracy_tier(row["quality"])]
+               for row in rows]
+    positions = range(len(rows))
+    axes.barh(positions, speeds, color=colours, height=0.7)
+    low = [row["throughput"]["pairs_per_s"] - row["throughput"].get("pairs_per_s_min", row["throughput"]["pairs_per_s"])
+           for row in rows]
+    high = [row["throughput"].get("pairs_per_s_max", row["throughput"]["pairs_per_s"]) - row["throughput"]["pairs_per_s"]
+            for row in rows]
+    axes.errorbar(speeds, positions, xerr=[low, high], fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
+    axes.set_yticks(list(positions), [row["label"] for row in rows], fontsize=9)
+    top = max((speed + extra for speed, extra in zip(speeds, high)), default=1.0)  # the longest whisker
+    for position, row, speed in zip(positions, rows, speeds):
+        ratio = row.get(ratio_key)
+        quality = row["quality"]
+        text = (f"{ratio:.2f}x" if ratio is not None else "") + \
+            f"   Spearman {quality['spearman']:.4f}, top-10 {quality['top10_agreement']:.2f}"
+        axes.text(speed + high[position] + top * 0.01, position, text, va="center", fontsize=8)
+    reference = next((row["throughput"]["pairs_per_s"] for row in rows if row["label"] == result.get("reference")), None)
+    if by_reference and reference:
+        axes.axvline(reference, color=REFERENCE_COLOUR, linestyle="--", linewidth=1)
+    axes.set_xlim(0, top * 1.55)
+    axes.set_ylim(-0.6, len(rows) - 0.4)
+    axes.set_xlabel(f"pairs/s (median of {result['config']['repetitions']} runs, whiskers min-max)")
+    machine = result["machine"]
+    axes.set_title(f"{result['workload']['name']}, {result['workload']['pairs']} pairs on {result['config']['device']} "
+                   f"({machine['cpu_model']}, {machine['physical_cores']} cores"
+                   + (f", {machine['gpu']}" if machine.get("gpu") else "") + ")\n"
+                   f"bars labelled with speed relative to {ratio_name} and agreement with torch eager fp32",
+                   fontsize=10)
+    legend = [Patch(color=TIER_COLOURS[name], label=TIER_NAMES[name]) for name in (*TIER_ORDER, OUTSIDE_TIERS)
+              if any(row["engine"] == "crossenc" and accuracy_tier(row["quality"]) == name for row in rows)]
+    if by_reference:
+        legend.append(Patch(color=REFERENCE_COLOUR, label="sentence-transformers (reference)"))
+    axes.legend(handles=legend, title="accuracy tier (crossenc autotune --accuracy)", loc="lower right", fontsize=8,
+                title_fontsize=8)
+    axes.grid(axis="x", alpha=0.3)
+    axes.set_axisbelow(True)
+    for side in ("top", "right"):
+        axes.spines[side].set_visible(False)
+    if failed:
+        figure.text(0.01, 0.01, "failed: " + ", ".join(failed), fontsize=8, color=TIER_COLOURS[OUTSIDE_TIERS])
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,13 +61,16 @@ def ensure_export(
     manifest = matching_manifest(folder, config)
     failed = failed_path(folder)
     if manifest is None and matching_manifest(failed, config) is None:
-        logger.info("exporting %s into %s", label, folder)
+        logger.info("building the %s in %s ...", label, folder, extra={"crossenc_transient": True})
+        started = time.perf_counter()
         try:
             export()
         except VerificationFailed:
             if not allow_unverified:
                 raise
         manifest = matching_manifest(folder, config)
+        seconds, built = time.perf_counter() - started, manifest or matching_manifest(failed, config)
+        logger.info("%s: %.0f s, %s", label, seconds, verification_note(built), extra={"export_seconds": seconds})
     if manifest is None:  # this config failed verification: the artifact is at <folder>.failed
         kept = matching_manifest(failed, config)
         if kept is None:
@@ -87,3 +91,14 @@ def ensure_export(
                   if not manifest.get("verification") else "delete it to re-export")
         raise unverified_error(folder, manifest, f"the cached {label}", remedy)
     return manifest
+
+
+def verification_note(manifest: dict[str, Any] | None) -> str:
+    """What an export's manifest says of its verification, in a few words (for progress lines)."""
+    report = (manifest or {}).get("verification")
+    if not report:
+        return "not verified (verification skipped)"
+    numbers = f"max abs error {report['max_abs_error']:.2g}, Spearman {report['spearman']:.4f}"
+    if report.get("passed"):
+        return f"verified ({numbers})"
+    return f"FAILED verification: {'; '.join(report['failures'])} ({numbers})"
