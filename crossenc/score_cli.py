@@ -38,7 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="write rows as blocks finish instead of in input order")
     parser.add_argument("--summary", default=None, metavar="FILE", help="write counts and timings as JSON")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary line")
-    parser.add_argument("-v", "--verbose", action="store_true", help="also show Ray's own logs and progress")
 
 
 def run(args: argparse.Namespace) -> int:
