@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -24,12 +25,23 @@ def render_table(payload: dict) -> str:
         by_key = {f"{c['backend']} {c['variant']}": c for c in cells}
         marks = [MARKS[by_key[key]["status"]] if key in by_key else "?" for key in columns]
         lines.append(f"| {family} | " + " | ".join(marks) + f" | {payload['checkpoints'].get(family, '')} |")
-    refusals = sorted({(c["backend"], c["variant"], c["detail"]) for cells in families.values() for c in cells
-                       if c["status"] == "refused"})
-    notes = [f"- {backend} {variant}: {detail}" for backend, variant, detail in refusals]
+    reasons: dict[tuple[str, str, str], list[str]] = {}
+    for family, cells in families.items():
+        for cell in cells:
+            if cell["status"] == "refused":
+                reasons.setdefault((cell["backend"], cell["variant"], _reason(cell["detail"], family)), []).append(family)
+    notes = [f"- {backend} {variant} ({', '.join(names)}): {reason}" for (backend, variant, reason), names in sorted(reasons.items())]
     legend = ("ok: scores match the plain Hugging Face forward (fp32 within 1e-4; bf16/int8 report their error); "
               "no: refused when loading, with the reason below; -: not runnable on this machine.")
-    return "\n".join(lines + ["", legend, "", "Refusals:", *sorted(set(notes))])
+    return "\n".join(lines + ["", legend, "", "Refusals:", *notes])
+
+
+def _reason(detail: str, family: str) -> str:
+    """A refusal's reason without its paths and numbers, so families refused alike share one line."""
+    text = re.sub(r"\s*/\S+", "", detail).replace(f"'{family}'", "'<family>'")
+    text = re.sub(r"max\|d\|=\S+ mean\|d\|=\S+ spearman=\S+ top10=\S+ -> FAILED: ", "", text)
+    text = re.sub(r"\d+\.\d+ <", "<", text)
+    return text.split(" was not replaced")[0].split(". Loosen")[0].rstrip(" .")
 
 
 def replace_block(text: str, table: str) -> str:
