@@ -35,7 +35,7 @@ from crossenc.inputs import (
     normalize_pairs,
 )
 from crossenc.loading import backend_loader
-from crossenc.model_source import ModelSource, exported_variant, position_limit, resolve_model, usable_max_length
+from crossenc.model_source import ModelSource, exported_variant, resolve_model
 from crossenc.pair_encoding import EncodedPairs, PairEncoder
 from crossenc.pipeline import BatchPlan, score_chunks, text_chunks
 from crossenc.predictor import Predictor
@@ -49,7 +49,7 @@ from crossenc.st_compat import (
     split_backend_model_kwargs,
     write_saved_settings,
 )
-from crossenc.tokenization import PromptedPairEncoder
+from crossenc.tokenization import PromptedPairEncoder, check_max_length, check_room_for_specials
 from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS, TokenizeAhead
 from crossenc.tokenizer_processes import TokenizerProcesses, check_processes, process_chunk_pairs
 
@@ -164,7 +164,7 @@ class CrossEncoder:
         )
         self.config = self.source.load_config()
         self.tokenizer = self.source.load_tokenizer()
-        self._max_length = self._check_max_length(max_length)
+        self._max_length = check_max_length(self.tokenizer, self.config, max_length)
         self.tokenizer.model_max_length = self._max_length
         self.activation_fn = resolve_activation(
             activation_fn, self.config, saved.activation_fn, self.num_labels, trust_remote_code
@@ -205,7 +205,7 @@ class CrossEncoder:
 
     @max_length.setter
     def max_length(self, value: int) -> None:
-        value = self._check_room_for_specials(check_positive("max_length", value))
+        value = check_room_for_specials(self.tokenizer, check_positive("max_length", value))
         loaded = self.predictor.info.max_length
         if value > loaded:
             raise ValueError(
@@ -279,28 +279,6 @@ class CrossEncoder:
             "tokenization": self._encoder_for(None).mode,
             "tokenizer_processes": self.tokenizer_processes or 0,
         }
-
-    def _check_max_length(self, max_length: int | None) -> int:
-        if max_length is None:
-            return self._check_room_for_specials(usable_max_length(self.tokenizer, self.config))
-        limit = position_limit(self.config)
-        max_length = self._check_room_for_specials(check_positive("max_length", max_length))
-        if limit is not None and max_length > limit:
-            raise ValueError(
-                f"max_length={max_length} exceeds the model's {limit} position embeddings; use max_length <= {limit}"
-            )
-        return max_length
-
-    def _check_room_for_specials(self, max_length: int) -> int:
-        """Below a pair's special tokens, tokenizers skip truncation altogether: refuse such a length."""
-        specials = self.tokenizer.num_special_tokens_to_add(pair=True)
-        if max_length < specials:
-            raise ValueError(
-                f"max_length={max_length} leaves no room for a pair's {specials} special tokens; "
-                f"the tokenizer would then not truncate at all. Use max_length > {specials} "
-                f"(each pair keeps max_length - {specials} tokens of text)"
-            )
-        return max_length
 
     # ----------------------------------------------------------------- scoring
     def predict_logits(
