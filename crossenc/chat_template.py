@@ -21,6 +21,7 @@ from crossenc.pair_encoding import EncodedPairs, running_offsets
 # sentence-transformers' probes: a pair whose query or document varies must render differently.
 PAIR_ROLE_PROBES = (("alpha", "bravo"), ("charlie", "bravo"), ("alpha", "foxtrot"))
 PAIR_ROLES = ("query", "document")
+_PROBED: dict[tuple[str, str, str], str | None] = {}  # (template, format, model) -> why it cannot carry a pair
 STRUCTURED_PATTERNS = ("content[0]", ".type", "'type'", '"type"', "item.type", "message.content[")
 
 
@@ -57,7 +58,17 @@ class ChatTemplateEncoder:
         return ([self._message("system", self.system_prompt)] if self.system_prompt else []) + messages
 
     def check_pair_roles(self) -> None:
-        """sentence-transformers' probe: render pairs differing in one role; equal renders drop that role."""
+        """sentence-transformers' probe: render pairs differing in one role; equal renders drop that role.
+        The verdict is cached per template (every call builds an encoder; the probe costs three renders)."""
+        template = self.tokenizer.chat_template
+        name = getattr(self.tokenizer, "name_or_path", "")
+        key = (template if isinstance(template, str) else repr(template), self.format, name)
+        if key not in _PROBED:
+            _PROBED[key] = self._pair_roles_failure()
+        if _PROBED[key] is not None:
+            raise ValueError(_PROBED[key])
+
+    def _pair_roles_failure(self) -> str | None:
         try:
             base, *varied = [
                 str(self.tokenizer.apply_chat_template(self.conversation(*pair)[-2:], tokenize=False))
@@ -69,7 +80,7 @@ class ChatTemplateEncoder:
             dropped = [role for role, render in zip(PAIR_ROLES, varied) if render == base]
             failure = f"the {' and '.join(map(repr, dropped))} content does not reach the rendered prompt" if dropped else None
         if failure is None:
-            return
+            return None
         name = getattr(self.tokenizer, "name_or_path", None) or "this model"
         example = (
             '    <Query>: {{ (messages | selectattr("role", "eq", "query") | first).content[0].text }}\n'
@@ -78,7 +89,7 @@ class ChatTemplateEncoder:
             else '    <Query>: {{ messages | selectattr("role", "eq", "query") | map(attribute="content") | first }}\n'
             '    <Document>: {{ messages | selectattr("role", "eq", "document") | map(attribute="content") | first }}\n'
         )
-        raise ValueError(  # sentence-transformers' wording
+        return (  # sentence-transformers' wording
             f"The chat template of {name} cannot carry a 'query'/'document' pair ({failure}). Pair inputs "
             "are mapped to one message per role, so set a chat template that renders both roles, e.g.:\n"
             f"{example}"

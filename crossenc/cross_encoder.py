@@ -49,7 +49,7 @@ from crossenc.st_compat import (
     split_backend_model_kwargs,
     write_saved_settings,
 )
-from crossenc.tokenization import PromptedPairEncoder, check_max_length, check_room_for_specials
+from crossenc.tokenization import PromptedPairEncoder, check_room_for_specials, tokenizer_setup
 from crossenc.tokenize_ahead import DEFAULT_CHUNK_PAIRS, TokenizeAhead
 from crossenc.tokenizer_processes import TokenizerProcesses, check_processes, process_chunk_pairs
 
@@ -163,15 +163,13 @@ class CrossEncoder:
             model_kwargs=model_kwargs,
         )
         self.config = self.source.load_config()
-        self.tokenizer = self.source.load_tokenizer()
-        self._max_length = check_max_length(self.tokenizer, self.config, max_length)
-        self.tokenizer.model_max_length = self._max_length
+        self._setup = tokenizer_setup(self.source, self.config, max_length)  # tokenizer, max_length, pad id, ...
+        self.tokenizer = self._setup.tokenizer
         self.activation_fn = resolve_activation(
             activation_fn, self.config, saved.activation_fn, self.num_labels, trust_remote_code
         )
-        self.uses_token_type_ids = "token_type_ids" in self.tokenizer.model_input_names
-        self._pair_encoder = PairEncoder(self.tokenizer, self.max_length)
-        self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.uses_token_type_ids = self._setup.uses_token_type_ids
+        self.pad_token_id = self._setup.pad_token_id
         if backend == "auto":
             from crossenc.profiles import choose_backend
 
@@ -201,7 +199,7 @@ class CrossEncoder:
     @property
     def max_length(self) -> int:
         """Tokens per pair after truncation; settable up to the length the backend was loaded for."""
-        return self._max_length
+        return self._setup.max_length
 
     @max_length.setter
     def max_length(self, value: int) -> None:
@@ -213,9 +211,7 @@ class CrossEncoder:
                 f"load it with CrossEncoder(..., max_length={value})"
             )
         with self._pool_lock, self._tokenizer_lock:
-            self.tokenizer.model_max_length = value
-            self._pair_encoder = PairEncoder(self.tokenizer, value)
-            self._max_length = value
+            self._setup = self._setup.with_max_length(value)
             self._retire_pool()  # the workers hold the old encoder; the next call starts new ones
 
     @property
@@ -313,7 +309,7 @@ class CrossEncoder:
         One call uses one encoder throughout (a ``max_length`` set meanwhile applies to later calls).
         """
         chunk = self.tokenize_ahead_chunk
-        if self.tokenizer_processes and len(pairs) > chunk and encoder is self._pair_encoder:
+        if self.tokenizer_processes and len(pairs) > chunk and encoder is self._setup.encoder:
             return self._pool_chunks(pairs, batch_size, chunk)
         encode = functools.partial(self._encode_with, encoder)
         return text_chunks(pairs, encode, tokenize_ahead=self.tokenize_ahead, device=str(self.predictor.info.device),
@@ -347,7 +343,7 @@ class CrossEncoder:
             if self._tokenizer_pool is not None and not self._tokenizer_pool.usable:
                 self._retire_pool()  # closed, or a worker died during an earlier call (which raised): start afresh
             if self._tokenizer_pool is None:
-                pool = TokenizerProcesses(self._pair_encoder, self.tokenizer_processes, self.uses_token_type_ids)
+                pool = TokenizerProcesses(self._setup.encoder, self.tokenizer_processes, self.uses_token_type_ids)
                 self._pool_finalizer = weakref.finalize(self, pool.close)
                 self._tokenizer_pool = pool
             return self._tokenizer_pool
@@ -385,23 +381,19 @@ class CrossEncoder:
         query_prompt = resolve_prompt(self.prompts, self.default_prompt_name, None, None)
         if has_chat_template(self.tokenizer):  # the prompt is the conversation's system message
             return PromptedPairEncoder(self._encoder_for(query_prompt), self.uses_token_type_ids)
-        return PromptedPairEncoder(self._pair_encoder, self.uses_token_type_ids, query_prompt or None)
+        return PromptedPairEncoder(self._setup.encoder, self.uses_token_type_ids, query_prompt or None)
 
     def _prompted_pairs(self, inputs: Any, prompt: str | None, prompt_name: str | None):
         """``(pairs, is_single, encoder)``: the checked pairs, and the encoder that applies the resolved prompt
         (prepended to each query, or as a chat template's system message)."""
         pairs, is_single = normalize_pairs(inputs)
         query_prompt = resolve_prompt(self.prompts, self.default_prompt_name, prompt, prompt_name)
-        if query_prompt and not has_chat_template(self.tokenizer):
-            pairs = [(query_prompt + query, document) for query, document in pairs]
-        return pairs, is_single, self._encoder_for(query_prompt)
+        return self._setup.prompted(pairs, query_prompt), is_single, self._encoder_for(query_prompt)
 
     def _encoder_for(self, system_prompt: str | None) -> PairEncoder | ChatTemplateEncoder:
         """The pair encoder, or a chat-template one when the tokenizer has a template (checked per call, so
         a template set on ``.processor`` after loading takes effect, as in sentence-transformers)."""
-        if has_chat_template(self.tokenizer):
-            return ChatTemplateEncoder(self.tokenizer, self.max_length, system_prompt)
-        return self._pair_encoder
+        return self._setup.encoder_for(system_prompt)
 
     def _encode_with(self, encoder: PairEncoder | ChatTemplateEncoder, pairs: list[tuple[str, str]]) -> EncodedPairs:
         with self._tokenizer_lock:
