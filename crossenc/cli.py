@@ -123,7 +123,7 @@ def _add_verbose(parser: argparse.ArgumentParser, default: Any = 0) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crossenc", description="Fast, verified cross-encoder reranking.")
     _add_verbose(parser)
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     predict = commands.add_parser("predict", help="score (query, document) pairs from JSONL; prints a JSON list")
     predict.add_argument("input", nargs="?", default="-", help="JSONL file of pairs, or - for stdin")
     predict.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
