@@ -15,6 +15,8 @@ import numpy as np
 from crossenc.paths import PACKAGE_DATA
 
 DEBIAN_WORKLOAD = PACKAGE_DATA / "rerank-debian.json.gz"
+# Same 400 queries, candidates = BM25 top-100 over the public half (scripts/build_bm25_workload.py).
+DEBIAN_BM25_WORKLOAD = PACKAGE_DATA / "rerank-debian-bm25.json.gz"
 # The demo head is fitted on queries [0, FIT_QUERIES); everything measured uses later ones.
 FIT_QUERIES = 300
 EVAL_START = 300
@@ -30,6 +32,7 @@ class RerankQuery:
     query: str
     documents: tuple[str, ...]
     relevant: frozenset[int] = field(default_factory=frozenset)
+    first_stage: tuple[float, ...] | None = None  # the retriever's scores, where the candidates came from one
 
     def pairs(self, indices: Iterable[int] | None = None) -> list[Pair]:
         """(query, document) for every document, or for those at ``indices``."""
@@ -41,6 +44,7 @@ class RerankQuery:
 class Workload:
     name: str
     queries: tuple[RerankQuery, ...]
+    first_stage_name: str | None = None  # the retriever that chose (and ordered) the candidates
 
     def pairs(self) -> list[tuple[str, str]]:
         return [pair for query in self.queries for pair in query.pairs()]
@@ -52,10 +56,10 @@ class Workload:
     def subset(self, start: int, count: int | None = None) -> "Workload":
         stop = None if count is None else start + count
         chosen = self.queries[start:stop]
-        return Workload(f"{self.name}[{start}:{start + len(chosen)}]", chosen)
+        return Workload(f"{self.name}[{start}:{start + len(chosen)}]", chosen, self.first_stage_name)
 
 
-def load_debian(path: Path = DEBIAN_WORKLOAD) -> Workload:
+def load_debian(path: Path = DEBIAN_WORKLOAD, name: str = "debian") -> Workload:
     """The bundled Debian set: 400 queries (package synopsis) x 100 long descriptions, one relevant."""
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         raw = json.load(handle)
@@ -64,10 +68,18 @@ def load_debian(path: Path = DEBIAN_WORKLOAD) -> Workload:
     for record in raw["queries"]:
         candidates = record["candidates"]
         relevant = frozenset(index for index, doc_id in enumerate(candidates) if doc_id in set(record["relevant"]))
+        first_stage = tuple(record["first_stage"]) if "first_stage" in record else None
         queries.append(
-            RerankQuery(record["qid"], record["query"], tuple(corpus[doc_id] for doc_id in candidates), relevant)
+            RerankQuery(record["qid"], record["query"], tuple(corpus[doc_id] for doc_id in candidates), relevant,
+                        first_stage)
         )
-    return Workload("debian", tuple(queries))
+    return Workload(name, tuple(queries), "BM25" if any(q.first_stage for q in queries) else None)
+
+
+def load_debian_bm25() -> Workload:
+    """Retrieve-then-rerank: the same 400 queries, candidates = BM25 top-100 in BM25 order (the
+    relevant package is missing for 8% of queries, so no reranker reaches MRR 1)."""
+    return load_debian(DEBIAN_BM25_WORKLOAD, "debian-bm25")
 
 
 def load_jsonl(path: str | Path) -> Workload:
@@ -113,12 +125,14 @@ def synthetic(
 
 
 def load_workload(spec: str) -> Workload:
-    """``debian`` (all), ``debian:START:COUNT``, ``synthetic:Q:D:LOW:HIGH`` or a JSONL path."""
-    if spec == "debian":
-        return load_debian()
-    if spec.startswith("debian:"):
-        _, start, count = spec.split(":")
-        return load_debian().subset(int(start), int(count))
+    """``debian`` / ``debian-bm25`` (all), ``debian[-bm25]:START:COUNT``, ``synthetic:Q:D:LOW:HIGH`` or a JSONL path."""
+    loaders = {"debian": load_debian, "debian-bm25": load_debian_bm25}
+    name, _, subset = spec.partition(":")
+    if name in loaders:
+        if not subset:
+            return loaders[name]()
+        start, count = subset.split(":")
+        return loaders[name]().subset(int(start), int(count))
     if spec.startswith("synthetic:"):
         _, num_queries, docs, low, high = spec.split(":")
         return synthetic(int(num_queries), int(docs), (int(low), int(high)))
