@@ -64,7 +64,24 @@ def per_query(metric, reference: np.ndarray, candidate: np.ndarray, groups: Sequ
 
 
 def mrr_at_k(scores: np.ndarray, groups: Sequence[slice], relevant: Sequence[frozenset[int]], k: int = 10) -> float:
+    """Mean reciprocal rank over every query; one whose relevant documents the candidates lack counts 0."""
     values = [reciprocal_rank(scores[group], rel, k) for group, rel in zip(groups, relevant)]
+    return float(np.mean(values)) if values else 0.0
+
+
+def dcg_gain(scores: np.ndarray, relevant: Sequence[int] | frozenset[int], cutoff: int = 10) -> float:
+    """nDCG@cutoff with binary relevance; 0 when no candidate is relevant (a first-stage miss)."""
+    if not relevant:
+        return 0.0
+    order = np.argsort(-np.asarray(scores), kind="stable")[:cutoff].tolist()
+    dcg = sum(1.0 / np.log2(position + 1) for position, document in enumerate(order, start=1) if document in relevant)
+    ideal = sum(1.0 / np.log2(position + 1) for position in range(1, min(len(relevant), cutoff) + 1))
+    return float(dcg / ideal)
+
+
+def ndcg_at_k(scores: np.ndarray, groups: Sequence[slice], relevant: Sequence[frozenset[int]], k: int = 10) -> float:
+    """Mean nDCG@k over every query (binary relevance; a query whose candidates lack its relevant ones counts 0)."""
+    values = [dcg_gain(scores[group], rel, k) for group, rel in zip(groups, relevant)]
     return float(np.mean(values)) if values else 0.0
 
 

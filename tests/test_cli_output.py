@@ -120,15 +120,15 @@ def test_terminal_table_fits_80_columns():
     table = terminal_table(result, width=80)
     lines = table.splitlines()
     assert max(len(line) for line in lines) <= 80, table
-    assert lines[0].split() == ["variant", "pairs/s", "x", "ST", "Spearman", "top-10", "accuracy"]
+    assert lines[0].split() == ["variant", "pairs/s", "x", "ST", "Spearman", "top-10", "MRR@10", "accuracy"]
     for label in ("torch eager", "ST torch fp32", "openvino int8", "onnx int8"):
         assert any(line.startswith(label) for line in lines), label
-    cells = {line.split("  ")[0]: line.split()[-5:] for line in lines[2:] if line and not line.startswith(" ")}
+    cells = {line.split("  ")[0]: line.split()[-6:] for line in lines[2:] if line and not line.startswith(" ")}
     for label in ("openvino int8", "onnx int8"):  # each row's own numbers, and the tier they meet
         row = next(row for row in result["rows"] if row["label"] == label)
         quality = row["quality"]
         expected = [f"{row['throughput']['pairs_per_s']:.1f}", f"{row['ratio_vs_reference']:.2f}",
-                    f"{quality['spearman']:.4f}", f"{quality['top10_agreement']:.3f}"]
+                    f"{quality['spearman']:.4f}", f"{quality['top10_agreement']:.3f}", f"{quality['mrr_at_10']:.3f}"]
         meets_int8 = quality["spearman"] >= 0.99 and quality["top10_agreement"] >= 0.95
         assert cells[label] == expected + ["int8" if meets_int8 else "none"], label
     assert "failed: RuntimeError: xxx" in table

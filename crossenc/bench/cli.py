@@ -16,19 +16,21 @@ if TYPE_CHECKING:
     from crossenc.bench.regression import Comparison
     from crossenc.workloads import Workload
 
-QUICK_WORKLOAD = "debian:300:3"
-FULL_WORKLOAD = "debian:300:10"
+# Held-out queries 300-399 of the retrieve-then-rerank workload (BM25 top-100 candidates).
+QUICK_WORKLOAD = "debian-bm25:300:3"
+FULL_WORKLOAD = "debian-bm25:300:100"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="demo", help="model folder, Hub id, or 'demo' (default)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--workload", default=None, help=f"debian[:START:COUNT], synthetic:Q:D:LOW:HIGH or a JSONL file (default {FULL_WORKLOAD})")
+    parser.add_argument("--workload", default=None, help=f"debian[-bm25][:START:COUNT], synthetic:Q:D:LOW:HIGH or a JSONL file (default {FULL_WORKLOAD})")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_WORKLOAD}, 3 repetitions: a few minutes on 2 cores")
     parser.add_argument("--variants", default=None, help="comma list of backend or backend:variant to run (default: all available)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=None)
-    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--repetitions", type=int, default=None,
+                        help="timed passes per variant (default 3 with --quick, else 1: one pass is 10,000 pairs)")
     parser.add_argument("--latency-requests", type=int, default=5, help="rank() calls of one query x its documents")
     parser.add_argument("--no-reference", action="store_true", help="skip the sentence-transformers rows")
     parser.add_argument("--out", default=None, help="results folder (default results/<device-slug>)")
@@ -272,6 +274,8 @@ def run(args: argparse.Namespace) -> int:
     from crossenc.demo import expand_alias
 
     workload_spec = args.workload or (QUICK_WORKLOAD if args.quick else FULL_WORKLOAD)
+    if args.repetitions is None:
+        args.repetitions = 1 if workload_spec == FULL_WORKLOAD else 3
     workload = load_workload(workload_spec)
     try:
         baseline = _checked_baseline(args, workload_spec, workload)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from crossenc.bench.measure import (
+    first_stage_quality,
     measure_quality,
     measure_rank_latency,
     measure_throughput,
@@ -257,6 +258,7 @@ def run_bench(
             "tokens_max": int(lengths.max()),
             "random_order_mrr_at_10": random_order_mrr(query_groups(workload)),
         },
+        "first_stage": first_stage_quality(workload),  # the retriever's own ranking: the row to beat
         "reference": REFERENCE_LABEL,
         "anchor": ANCHOR_LABEL,
         "rows": [asdict(row) for row in rows],

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crossenc.quality import Agreement, mrr_at_k
+from crossenc.quality import Agreement, mrr_at_k, ndcg_at_k
 from crossenc.workloads import Workload
 
 ScoreFn = Callable[[list[tuple[str, str]]], np.ndarray]  # pairs -> raw logits [N] (first label)
@@ -36,13 +36,14 @@ class Latency:
 
 @dataclass
 class Quality:
-    """A row's crossenc.quality.Agreement (k=10) plus MRR@10, under the names results files keep."""
+    """A row's crossenc.quality.Agreement (k=10) plus MRR@10 and nDCG@10, under the names results files keep."""
 
     max_abs_error: float
     mean_abs_error: float
     spearman: float
     top10_agreement: float
     mrr_at_10: float | None
+    ndcg_at_10: float | None = None
 
 
 def peak_rss_reset() -> None:
@@ -114,14 +115,36 @@ def query_groups(workload: Workload) -> list[slice]:
 
 
 def measure_quality(reference: np.ndarray | None, logits: np.ndarray, workload: Workload) -> Quality:
-    """Agreement with the reference logits per query, and MRR@10 where relevance labels exist."""
-    groups = query_groups(workload)
-    relevant = [query.relevant for query in workload.queries]
-    mrr = mrr_at_k(logits, groups, relevant) if all(relevant) else None
+    """Agreement with the reference logits per query, and MRR@10 / nDCG@10 where relevance labels exist
+    (over every query: one whose candidates lack its relevant document counts 0, as in MS MARCO)."""
+    mrr, ndcg = relevance_metrics(logits, workload)
     if reference is None:
-        return Quality(0.0, 0.0, 1.0, 1.0, mrr)
-    agreement = Agreement.measure(reference, logits, groups, k=10)
-    return Quality(agreement.max_abs_error, agreement.mean_abs_error, agreement.spearman, agreement.top_k_agreement, mrr)
+        return Quality(0.0, 0.0, 1.0, 1.0, mrr, ndcg)
+    agreement = Agreement.measure(reference, logits, query_groups(workload), k=10)
+    return Quality(agreement.max_abs_error, agreement.mean_abs_error, agreement.spearman, agreement.top_k_agreement,
+                   mrr, ndcg)
+
+
+def relevance_metrics(scores: np.ndarray, workload: Workload) -> tuple[float | None, float | None]:
+    """(MRR@10, nDCG@10) of ``scores``; (None, None) for a workload without relevance labels."""
+    relevant = [query.relevant for query in workload.queries]
+    if not any(relevant):
+        return None, None
+    groups = query_groups(workload)
+    return mrr_at_k(scores, groups, relevant), ndcg_at_k(scores, groups, relevant)
+
+
+def first_stage_quality(workload: Workload) -> dict[str, float] | None:
+    """MRR@10 / nDCG@10 of the retriever's own order, for a workload whose candidates came from one."""
+    if not workload.queries or any(query.first_stage is None for query in workload.queries):
+        return None
+    scores = np.concatenate([np.asarray(query.first_stage, dtype=np.float64) for query in workload.queries])
+    mrr, ndcg = relevance_metrics(scores, workload)
+    if mrr is None:
+        return None
+    recall = float(np.mean([bool(query.relevant) for query in workload.queries]))
+    return {"name": workload.first_stage_name or "first stage", "mrr_at_10": mrr, "ndcg_at_10": ndcg,
+            "recall": recall}
 
 
 def random_order_mrr(groups: Sequence[slice], cutoff: int = 10) -> float:

@@ -37,6 +37,14 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _anchor_mrr(result: dict[str, Any]) -> float | None:
+    """MRR@10 of the torch eager fp32 row (what "MRR kept" divides by)."""
+    for row in result["rows"]:
+        if row["label"] == result.get("anchor") and row["status"] == "ok":
+            return row["quality"].get("mrr_at_10")
+    return None
+
+
 def markdown_table(result: dict[str, Any]) -> str:
     """One line per row: pairs/s, ratios, latency, quality, memory; errors shown as such."""
     workload = result["workload"]
@@ -46,22 +54,33 @@ def markdown_table(result: dict[str, Any]) -> str:
         f"({result['machine']['cpu_model']}, {result['machine']['physical_cores']} cores"
         + (f", {result['machine']['gpu']}" if result["machine"].get("gpu") else "") + f"); {result['created']}",
         "",
-        "| variant | pairs/s (min-max) | x ST fp32 | x torch eager | rank p50 / p99 ms | max abs err | Spearman | top-10 | MRR@10 | pad eff | peak RSS MB | load s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| variant | pairs/s (min-max) | x ST fp32 | x torch eager | rank p50 / p99 ms | max abs err | Spearman "
+        "| top-10 | MRR@10 | nDCG@10 | MRR kept | tier | pad eff | peak RSS MB | load s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    first = result.get("first_stage")
+    if first:
+        lines.append(f"| {first['name']} (first stage, the candidates' order) | - | - | - | - | - | - | - "
+                     f"| {first['mrr_at_10']:.3f} | {first['ndcg_at_10']:.3f} | - | - | - | - | - |")
+    anchor_mrr = _anchor_mrr(result)
     for row in result["rows"]:
         if row["status"] != "ok":
-            lines.append(f"| {row['label']} | error: {row['error'][:80]} |" + " |" * 10)
+            lines.append(f"| {row['label']} | error: {row['error'][:80]} |" + " |" * 13)
             continue
         t, q, lat = row["throughput"], row["quality"], row["latency"]
+        kept = q["mrr_at_10"] / anchor_mrr if anchor_mrr and q.get("mrr_at_10") is not None else None
         lines.append(
             f"| {row['label']} | {t['pairs_per_s']:.1f} ({t['pairs_per_s_min']:.1f}-{t['pairs_per_s_max']:.1f}) "
             f"| {_fmt(row['ratio_vs_reference'], '.2f')} | {_fmt(row['ratio_vs_anchor'], '.2f')} "
             f"| {lat['p50_ms']:.0f} / {lat['p99_ms']:.0f} | {q['max_abs_error']:.1e} | {q['spearman']:.4f} "
-            f"| {q['top10_agreement']:.3f} | {_fmt(q['mrr_at_10'], '.3f')} | {_fmt(row['padding_efficiency'], '.3f')} "
-            f"| {_fmt(row['peak_rss_mb'], '.0f')} | {_fmt(row['load_seconds'], '.1f')} |"
+            f"| {q['top10_agreement']:.3f} | {_fmt(q['mrr_at_10'], '.3f')} | {_fmt(q.get('ndcg_at_10'), '.3f')} "
+            f"| {_fmt(kept, '.1%')} | {accuracy_tier(q) if row['engine'] == 'crossenc' else '-'} "
+            f"| {_fmt(row['padding_efficiency'], '.3f')} | {_fmt(row['peak_rss_mb'], '.0f')} "
+            f"| {_fmt(row['load_seconds'], '.1f')} |"
         )
-    lines += ["", f"Random-order MRR@10 on this workload: {workload['random_order_mrr_at_10']:.3f}. Command: `{result['command']}`"]
+    lines += ["", "Spearman, top-10 (per query) and MRR kept: against torch eager fp32. MRR@10 and nDCG@10 count a "
+              "query whose candidates lack its relevant document as 0.",
+              "", f"Random-order MRR@10 on this workload: {workload['random_order_mrr_at_10']:.3f}. Command: `{result['command']}`"]
     return "\n".join(lines) + "\n"
 
 
@@ -96,8 +115,13 @@ def terminal_table(result: dict[str, Any], width: int = 80) -> str:
     by_reference = any(row.get("ratio_vs_reference") for row in rows)
     ratio_key, ratio_name = ("ratio_vs_reference", "x ST") if by_reference else ("ratio_vs_anchor", "x eager")
     label_width = min(max([len(short_label(row["label"])) for row in rows] + [7]), 26)
-    header = f"{'variant':<{label_width}} {'pairs/s':>8} {ratio_name:>8} {'Spearman':>9} {'top-10':>7}  accuracy"
+    header = (f"{'variant':<{label_width}} {'pairs/s':>8} {ratio_name:>8} {'Spearman':>9} {'top-10':>7} {'MRR@10':>6}"
+              "  accuracy")
     lines = [header, "-" * len(header)]
+    first = result.get("first_stage")
+    if first:
+        name = f"{first['name']} (first stage)"[:label_width]
+        lines.append(f"{name:<{label_width}} {'-':>8} {'-':>8} {'-':>9} {'-':>7} {first['mrr_at_10']:>6.3f}")
     for row in rows:
         label = short_label(row["label"])[:label_width]
         if row["status"] != "ok":
@@ -106,7 +130,8 @@ def terminal_table(result: dict[str, Any], width: int = 80) -> str:
         quality = row["quality"]
         lines.append(
             f"{label:<{label_width}} {row['throughput']['pairs_per_s']:>8.1f} {_fmt(row[ratio_key], '.2f'):>8} "
-            f"{quality['spearman']:>9.4f} {quality['top10_agreement']:>7.3f}  {accuracy_tier(quality)}"
+            f"{quality['spearman']:>9.4f} {quality['top10_agreement']:>7.3f} {_fmt(quality.get('mrr_at_10'), '.3f'):>6}"
+            f"  {accuracy_tier(quality)}"
         )
     best = []
     for name in TIER_ORDER:
@@ -120,7 +145,7 @@ def terminal_table(result: dict[str, Any], width: int = 80) -> str:
         notes.append("Fastest per tier: " + "; ".join(best) + ".")
     reference = "sentence-transformers torch fp32 (ST)" if by_reference else "torch eager"
     notes.append(f"{ratio_name}: pairs/s relative to {reference}. Spearman, top-10: agreement with torch eager "
-                 "fp32. accuracy: the tightest tier met (crossenc autotune --accuracy): "
+                 "fp32. MRR@10: against the relevance labels. accuracy: the tightest tier met (crossenc autotune --accuracy): "
                  + "; ".join(TIER_NAMES[name] for name in (*TIER_ORDER, OUTSIDE_TIERS)) + ".")
     workload = result["workload"]
     notes.append(f"{workload['name']}, {workload['pairs']} pairs, {result['config']['device']} "
