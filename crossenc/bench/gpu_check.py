@@ -380,8 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--big-queries", type=int, default=100, help="queries x 100 documents for throughput")
     parser.add_argument("--model", type=Path, default=None, help="checkpoint folder (default: the demo reranker)")
     parser.add_argument("--only", default=None,
-                        help="comma list: run only the rows whose name contains one of these (the fp32 reference "
-                        "row always runs)")
+                        help="'|'-separated row names: run only these (the fp32 reference row always runs)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the GPU machine has no network: never wait on the Hub
@@ -399,9 +398,11 @@ def main(argv: list[str] | None = None) -> int:
     small, big = debian.subset(300, 10).pairs(), debian.subset(300, args.big_queries).pairs()
     recorder = Recorder(args.out, run_environment(path, big))
     reference, broken = None, None
-    only = [part.strip() for part in args.only.split(",")] if args.only else None
+    only = {part.strip() for part in args.only.split("|")} if args.only else None
+    if only and only - {name for name, _, _ in row_plan(path)}:
+        raise SystemExit(f"gpu_check: no row named {sorted(only - {name for name, _, _ in row_plan(path)})}")
     for name, factory, fields in row_plan(path):
-        if only and name != "crossenc torch sdpa fp32" and not any(part in name for part in only):
+        if only and name != "crossenc torch sdpa fp32" and name not in only:
             continue
         skip = broken or (
             "deadline" if time.perf_counter() - started > args.deadline - MIN_SECONDS_FOR_ROW else None
