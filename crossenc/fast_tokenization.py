@@ -7,12 +7,15 @@ trusted only as far as it is checked, once per tokenizer and process:
 
 - it must load the tokenizer (it refuses what it does not implement: BPE, Unigram, other
   normalizers or pre-tokenizers);
-- it is compared with Hugging Face on a probe of every block of 256 code points of Unicode; a
-  text holding a character of a block that differed is encoded by Hugging Face instead (per
-  text), and a difference in the first block (ASCII, Latin-1) rules the engine out;
+- it is compared with Hugging Face on every code point of Unicode (alone, inside a word,
+  doubled); a text holding a character that differed is encoded by Hugging Face instead (per
+  text), and a differing ASCII character rules the engine out;
 - with that routing, it must give Hugging Face's ids on every edge-case probe (accents, CJK,
   control characters, long words, special tokens, odd whitespace), else it is not used for
   this tokenizer at all.
+
+The check takes ~3 s on 2 cores; its verdict is kept in the crossenc cache, keyed by the
+tokenizer and the versions of both libraries, so it runs once per machine.
 
 Without the package, or for tokenizers it does not qualify for, every text goes through
 ``tokenizers`` as before; ``CROSSENC_FAST_TOKENIZER=0`` turns it off. Either way the output is
@@ -23,8 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import os
-import random
 import re
 import threading
 from collections.abc import Sequence
@@ -34,9 +37,8 @@ import numpy as np
 ENCODE_CHUNK = 2048  # texts per Hugging Face call: bounds its per-text Python objects
 FAST_ENGINE = "nanotoken"
 FAST_EXTRA = "fast"
-PAGE_BITS = 8  # blocks of 256 code points: the unit of the per-text fallback
-_PAGES = 0x110000 >> PAGE_BITS
-_SURROGATES = range(0xD800 >> PAGE_BITS, 0xE000 >> PAGE_BITS)
+CHECK_VERSION = 1  # bump when the check changes: verdicts cached under an older one are ignored
+BLOCK = 256  # code points per probe text; a differing block is then probed one code point at a time
 
 # Edge cases a WordPiece reimplementation is likeliest to get wrong (any difference: not used at all).
 EDGE_PROBES = (
@@ -92,19 +94,19 @@ class HubTextEncoder:
 class FastTextEncoder:
     """The compiled encoder for texts it was checked on; the others (``fallback``) through ``tokenizers``.
 
-    ``bad_pages``: blocks of 256 code points whose probe differed; a text with a character in
-    one of them is encoded by ``fallback``. ``parallel``: let the engine use its thread pool.
+    ``bad_chars``: code points whose probe differed; a text holding one is encoded by
+    ``fallback``. ``parallel``: let the engine use its thread pool.
     """
 
     engine = FAST_ENGINE
 
-    def __init__(self, engine, fallback: HubTextEncoder, bad_pages: frozenset[int] = frozenset(),
+    def __init__(self, engine, fallback: HubTextEncoder, bad_chars: frozenset[int] = frozenset(),
                  parallel: bool = True) -> None:
         self.fast = engine
         self.fallback = fallback
-        self.bad_pages = bad_pages
+        self.bad_chars = bad_chars
         self.parallel = parallel
-        self._routed = _page_pattern(bad_pages)
+        self._routed = _char_pattern(bad_chars)
 
     def _encode_fast(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         ids, offsets = self.fast.encode_batch(texts, add_special_tokens=False, parallel=self.parallel)
@@ -146,51 +148,56 @@ def concatenated_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.cumsum(step)
 
 
-def _page_pattern(pages: frozenset[int]) -> re.Pattern | None:
-    if not pages:
+def _char_pattern(codes: frozenset[int]) -> re.Pattern | None:
+    if not codes:
         return None
-    ranges = "".join(f"{re.escape(chr(page << PAGE_BITS))}-{re.escape(chr(((page + 1) << PAGE_BITS) - 1))}"
-                     for page in sorted(pages))
-    return re.compile(f"[{ranges}]")
+    ranges, ordered = [], sorted(codes)
+    start = previous = ordered[0]
+    for code in ordered[1:] + [-1]:
+        if code != previous + 1:  # close the run start..previous
+            ranges.append(re.escape(chr(start)) + (f"-{re.escape(chr(previous))}" if previous > start else ""))
+            start = code
+        previous = code
+    return re.compile(f"[{''.join(ranges)}]")
 
 
-def page_probes(seed: int = 0, per_page: int = 6) -> list[tuple[int, str]]:
-    """One probe text per block of 256 code points: ``per_page`` of its characters alone, inside
-    words, next to punctuation, doubled, and after a combining mark."""
-    rng = random.Random(seed)
-    probes = []
-    for page in range(_PAGES):
-        if page in _SURROGATES:
-            continue
-        chars = [chr((page << PAGE_BITS) + offset) for offset in rng.sample(range(1 << PAGE_BITS), per_page)]
-        a, b, c, d, e, f = (chars * 6)[:6]
-        probes.append((page, f"{a} x{b}y {c}{c}, ({d}) {e}\u0301{f}ab {''.join(chars)}"))
-    return probes
+def character_probes(codes: Sequence[int]) -> list[str]:
+    """One probe text per code point: alone, inside a word, doubled."""
+    return [f"{chr(code)} a{chr(code)}b {chr(code) * 2}" for code in codes]
+
+
+def _differ(encoder, fallback: HubTextEncoder, texts: list[str]) -> list[bool]:
+    fast_ids, fast_lengths = encoder.encode(texts)
+    slow_ids, slow_lengths = fallback.encode(texts)
+    fast_ends, slow_ends = np.cumsum(fast_lengths), np.cumsum(slow_lengths)
+    return [
+        bool(fast_lengths[i] != slow_lengths[i])
+        or not np.array_equal(fast_ids[fast_ends[i] - fast_lengths[i] : fast_ends[i]],
+                              slow_ids[slow_ends[i] - slow_lengths[i] : slow_ends[i]])
+        for i in range(len(texts))
+    ]
 
 
 def self_check(engine, fallback: HubTextEncoder) -> tuple[bool, frozenset[int], str]:
-    """(usable, bad pages, why not): the engine against Hugging Face on a probe of every page, then,
-    with texts of the pages that differed routed to Hugging Face, on the edge cases."""
-    def differ(encoder: FastTextEncoder, texts: list[str]) -> list[bool]:
-        fast_ids, fast_lengths = encoder.encode(texts)
-        slow_ids, slow_lengths = fallback.encode(texts)
-        fast_ends, slow_ends = np.cumsum(fast_lengths), np.cumsum(slow_lengths)
-        return [
-            bool(fast_lengths[i] != slow_lengths[i])
-            or not np.array_equal(fast_ids[fast_ends[i] - fast_lengths[i] : fast_ends[i]],
-                                  slow_ids[slow_ends[i] - slow_lengths[i] : slow_ends[i]])
-            for i in range(len(texts))
-        ]
-
-    probes = page_probes()
-    unrouted = FastTextEncoder(engine, fallback, parallel=False)
-    bad = frozenset(page for (page, _), wrong in zip(probes, differ(unrouted, [text for _, text in probes])) if wrong)
-    if 0 in bad:  # ASCII and Latin-1: nearly every text would fall back
-        return False, bad, "differs from tokenizers on ASCII / Latin-1 probes"
-    edge = differ(FastTextEncoder(engine, fallback, bad, parallel=False), list(EDGE_PROBES))
+    """(usable, bad code points, why not): the engine against Hugging Face on every code point, then,
+    with texts holding a code point that differed routed to Hugging Face, on the edge cases."""
+    unrouted = FastTextEncoder(engine, fallback)
+    codes = [code for code in range(0x110000) if not 0xD800 <= code < 0xE000]  # no surrogates in str
+    blocks = [codes[start : start + BLOCK] for start in range(0, len(codes), BLOCK)]
+    block_texts = [" ".join(character_probes(block)) for block in blocks]
+    bad: set[int] = set()
+    for block, wrong in zip(blocks, _differ(unrouted, fallback, block_texts)):
+        if wrong:
+            single = [code for code, differs in zip(block, _differ(unrouted, fallback, character_probes(block)))
+                      if differs]
+            bad.update(single or block)  # a block wrong only as a whole: route all of it
+    bad_chars = frozenset(bad)
+    if any(code < 0x80 for code in bad_chars):
+        return False, bad_chars, f"differs from tokenizers on ASCII {chr(min(bad_chars))!r}"
+    edge = _differ(FastTextEncoder(engine, fallback, bad_chars), fallback, list(EDGE_PROBES))
     if any(edge):
-        return False, bad, f"differs from tokenizers on {EDGE_PROBES[edge.index(True)]!r}"
-    return True, bad, ""
+        return False, bad_chars, f"differs from tokenizers on {EDGE_PROBES[edge.index(True)]!r}"
+    return True, bad_chars, ""
 
 
 _CHECKED: dict[str, tuple[object, bool, frozenset[int], str]] = {}  # tokenizer JSON digest -> engine, verdict
@@ -221,27 +228,63 @@ def text_encoder(backend, fast: bool = True, parallel: bool = True) -> HubTextEn
     """What encodes texts (no special tokens) for ``backend``: the compiled engine where it qualifies.
 
     ``backend`` is a ``tokenizers.Tokenizer`` without truncation or padding. The check runs once
-    per tokenizer (its serialized JSON) and process.
+    per tokenizer (its serialized JSON) and process, its verdict kept in the crossenc cache.
     """
     fallback = HubTextEncoder(backend)
     if not fast or not fast_tokenizer_enabled() or _engine_module() is None:
         return fallback
-    engine, usable, bad_pages, _ = _checked_engine(backend, fallback)
+    engine, usable, bad_chars, _ = _checked_engine(backend, fallback)
     if not usable:
         return fallback
-    return FastTextEncoder(engine, fallback, bad_pages, parallel=parallel)
+    return FastTextEncoder(engine, fallback, bad_chars, parallel=parallel)
 
 
 def _checked_engine(backend, fallback: HubTextEncoder) -> tuple[object, bool, frozenset[int], str]:
-    key = hashlib.sha256(backend.to_str().encode()).hexdigest()
+    serialized = backend.to_str()
+    key = hashlib.sha256(serialized.encode()).hexdigest()
     with _CHECK_LOCK:
         if key not in _CHECKED:
             engine = load_engine(backend)
             if engine is None:
                 _CHECKED[key] = (None, False, frozenset(), f"{FAST_ENGINE} does not implement this tokenizer")
             else:
-                _CHECKED[key] = (engine, *self_check(engine, fallback))
+                _CHECKED[key] = (engine, *_verdict(engine, fallback, key))
         return _CHECKED[key]
+
+
+def _verdict(engine, fallback: HubTextEncoder, key: str) -> tuple[bool, frozenset[int], str]:
+    """:func:`self_check`'s verdict, from the crossenc cache when this engine and tokenizer were checked before."""
+    genuine = type(engine).__module__.startswith(FAST_ENGINE)  # a stand-in (tests) is checked every time
+    path = _verdict_path(key) if genuine else None
+    if path is not None and path.is_file():
+        try:
+            saved = json.loads(path.read_text())
+            return bool(saved["usable"]), frozenset(saved["bad_chars"]), str(saved["why"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # unreadable: check again
+    usable, bad_chars, why = self_check(engine, fallback)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            partial.write_text(json.dumps({"usable": usable, "bad_chars": sorted(bad_chars), "why": why}))
+            os.replace(partial, path)  # atomic: a reader sees the old verdict or the whole new one
+        except OSError:
+            pass  # a read-only cache costs a check per process, nothing else
+    return usable, bad_chars, why
+
+
+def _verdict_path(key: str):
+    from importlib.metadata import PackageNotFoundError, version
+
+    from crossenc.paths import cache_dir
+
+    try:
+        versions = f"{version(FAST_ENGINE)}-{version('tokenizers')}"
+    except PackageNotFoundError:
+        return None
+    digest = hashlib.sha256(f"{key}-{versions}-{CHECK_VERSION}".encode()).hexdigest()[:32]
+    return cache_dir() / "fast-tokenizer" / f"{digest}.json"
 
 
 def why_not_fast(backend) -> str:

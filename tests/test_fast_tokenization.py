@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import pickle
 import random
 import sys
@@ -114,16 +115,17 @@ CYRILLIC = "".join(map(chr, range(0x400, 0x500)))  # one block of 256 code point
 
 
 class Planted:
-    """The real engine, with wrong ids for every text that holds one of ``chars``."""
+    """The real engine, with wrong ids for every text that holds one of ``chars`` (or ``word``)."""
 
-    def __init__(self, engine, chars: str) -> None:
-        self.engine, self.chars = engine, set(chars)
+    def __init__(self, engine, chars: str = "", word: str | None = None) -> None:
+        self.engine, self.chars, self.word = engine, set(chars), word
 
     def encode_batch(self, texts, add_special_tokens, parallel):
         ids, offsets = self.engine.encode_batch(texts, add_special_tokens=add_special_tokens, parallel=parallel)
         ids = ids.copy()
         for index, text in enumerate(texts):
-            if not self.chars.isdisjoint(text) and offsets[index + 1] > offsets[index]:
+            hit = not self.chars.isdisjoint(text) or (self.word is not None and self.word in text)
+            if hit and offsets[index + 1] > offsets[index]:
                 ids[offsets[index]] = 999  # one wrong id, same length
         return ids, offsets
 
@@ -132,7 +134,7 @@ def test_planted_difference_in_one_script_sends_those_texts_to_tokenizers(minilm
     real = fast_tokenization.load_engine
     monkeypatch.setattr(fast_tokenization, "load_engine", lambda backend: Planted(real(backend), CYRILLIC))
     encoder = PairEncoder(minilm, 32)
-    assert isinstance(encoder.texts, FastTextEncoder) and encoder.texts.bad_pages == {0x04}  # Cyrillic's block
+    assert isinstance(encoder.texts, FastTextEncoder) and encoder.texts.bad_chars == set(map(ord, CYRILLIC))
     texts = ["ёжик в тумане", "plain english", "naïve café", "Жж", "東京"]
     assert texts_of(encoder, texts) == hf_texts(minilm, texts)
     pairs = [(query, document) for query in texts for document in texts]
@@ -140,6 +142,28 @@ def test_planted_difference_in_one_script_sends_those_texts_to_tokenizers(minilm
     # Without the per-text routing the planted engine would be wrong: the test can fail.
     unrouted = FastTextEncoder(encoder.texts.fast, encoder.texts.fallback)
     assert unrouted.encode(["ёжик"])[0].tolist() != hf_texts(minilm, ["ёжик"])[0]
+
+
+def test_planted_difference_on_one_character_sends_only_its_texts_to_tokenizers(minilm, monkeypatch):
+    real = fast_tokenization.load_engine
+    monkeypatch.setattr(fast_tokenization, "load_engine", lambda backend: Planted(real(backend), "\u0b8b"))
+    encoder = PairEncoder(minilm, 32)
+    assert encoder.texts.bad_chars == {0x0B8B}  # one Tamil letter; the rest of its block stays fast
+    texts = ["\u0b8b", "x\u0b8by", "\u0b85\u0b86", "plain"]
+    assert texts_of(encoder, texts) == hf_texts(minilm, texts)
+
+
+def test_verdict_is_cached_per_tokenizer_and_versions(minilm, monkeypatch, tmp_path):
+    monkeypatch.setenv("CROSSENC_CACHE", str(tmp_path))
+    assert PairEncoder(minilm, 32).engine == "nanotoken"
+    (saved,) = (tmp_path / "fast-tokenizer").glob("*.json")
+    assert json.loads(saved.read_text()) == {"usable": True, "bad_chars": [], "why": ""}
+    monkeypatch.setattr(fast_tokenization, "_CHECKED", {})
+    monkeypatch.setattr(fast_tokenization, "self_check", lambda *args: pytest.fail("checked again"))
+    assert PairEncoder(minilm, 64).engine == "nanotoken"  # the verdict read back, not checked again
+    saved.write_text(json.dumps({"usable": False, "bad_chars": [], "why": "planted verdict"}))
+    monkeypatch.setattr(fast_tokenization, "_CHECKED", {})
+    assert PairEncoder(minilm, 64).engine == "tokenizers"
 
 
 def test_planted_difference_in_ascii_disables_the_engine(minilm, monkeypatch):
@@ -151,10 +175,13 @@ def test_planted_difference_in_ascii_disables_the_engine(minilm, monkeypatch):
     assert_pairs_match(minilm, encoder, [("the query", "the document")], 32)
 
 
-def test_planted_difference_on_an_edge_case_only_disables_it(minilm, monkeypatch):
+def test_planted_difference_in_context_only_disables_the_engine(minilm, monkeypatch):
+    # Wrong only on a special token's text: every character passes alone, an edge-case probe catches it.
     real = fast_tokenization.load_engine
-    monkeypatch.setattr(fast_tokenization, "load_engine", lambda backend: Planted(real(backend), "\u200b"))
-    assert PairEncoder(minilm, 32).engine == "tokenizers"
+    monkeypatch.setattr(fast_tokenization, "load_engine", lambda backend: Planted(real(backend), word="[MASK]"))
+    encoder = PairEncoder(minilm, 32)
+    assert encoder.engine == "tokenizers"
+    assert "[MASK]" in fast_tokenization.why_not_fast(encoder.single)
 
 
 # --------------------------------------------------------------------------- exactness on samples
