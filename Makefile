@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.crossenc-installed
-EXTRAS ?= demo,int8,onnx,openvino,bench,serve,ray,test
+EXTRAS ?= demo,fast,int8,onnx,openvino,bench,serve,ray,test
 BENCH_ARGS ?=
 TORCH_INDEX ?=  # e.g. https://download.pytorch.org/whl/cpu where PyPI would give the CUDA wheel
 

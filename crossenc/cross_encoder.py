@@ -273,6 +273,7 @@ class CrossEncoder:
             "model": self.source.name,
             "max_tokens": self.max_tokens,
             "tokenization": self._encoder_for(None).mode,
+            "tokenizer_engine": getattr(self._encoder_for(None), "engine", "tokenizers"),
             "tokenizer_processes": self.tokenizer_processes or 0,
         }
 

@@ -4,9 +4,11 @@ A fast tokenizer encodes a pair by encoding the two texts on their own, truncati
 encodings (``longest_first``), then adding its post-processor's special tokens. :class:`PairEncoder`
 does the same with the first step shared: every distinct text of a call is tokenized once (a
 ``rank()`` call repeats its query for every document; batch scoring repeats documents across
-queries), then the pairs are cut and assembled with numpy. The Rust encoding of texts is the
-expensive part (~100 us per Debian description per core), so this is what bounds the host on a
-GPU. Tokenizers whose pair layout or truncation this cannot reproduce are encoded pair by pair.
+queries), then the pairs are cut and assembled with numpy. Encoding the texts is the expensive
+part (~90 us per Debian text per core in ``tokenizers``), so it goes through
+:mod:`crossenc.fast_tokenization`: a compiled WordPiece encoder where it gives Hugging Face's ids,
+``tokenizers`` elsewhere. Tokenizers whose pair layout or truncation this cannot reproduce are
+encoded pair by pair, by ``tokenizers``.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# concatenated_ranges lives with the text encoders (below this module); batching imports it from here.
+from crossenc.fast_tokenization import ENCODE_CHUNK, concatenated_ranges, flatten_ids, text_encoder
 from crossenc.predictor import running_offsets
-
-ENCODE_CHUNK = 2048  # pairs (joint) or distinct texts (split) per tokenizer call: bounds Python-list memory
 _PROBES = (("alpha beta gamma", "delta epsilon"), ("zeta", "eta theta iota kappa lambda"))
 
 
@@ -162,11 +164,12 @@ def truncating_backend(tokenizer, max_length: int):
 class PairEncoder:
     """Encode pairs to :class:`EncodedPairs`: each distinct text once (``split``) or pair by pair (``joint``).
 
-    ``split=False`` forces pair-by-pair encoding (Hugging Face's own path, kept for comparison).
-    Picklable, so tokenizer worker processes get their own copy.
+    ``split=False`` forces pair-by-pair encoding (Hugging Face's own path, kept for comparison);
+    ``fast=False`` encodes split texts with ``tokenizers`` only, never the compiled engine
+    (:mod:`crossenc.fast_tokenization`). Picklable, so tokenizer worker processes get their own copy.
     """
 
-    def __init__(self, tokenizer, max_length: int, split: bool = True) -> None:
+    def __init__(self, tokenizer, max_length: int, split: bool = True, fast: bool = True) -> None:
         self.pairs_backend = truncating_backend(tokenizer, max_length)
         truncation = self.pairs_backend.truncation
         self.single = copy.deepcopy(self.pairs_backend)
@@ -176,17 +179,23 @@ class PairEncoder:
         if self.layout is not None and self.max_length is not None and self.max_length < self.layout.num_special:
             self.layout = None  # the library then skips truncation altogether; leave that case to it
         self.truncate_left = bool(truncation) and truncation.get("direction") == "left"
+        self.fast = fast
+        self.texts = text_encoder(self.single, fast) if self.layout is not None else None
         # encode_batch_fast (tokenizers >= 0.21) skips character offsets: same ids, less work.
-        self._encode_texts = getattr(self.single, "encode_batch_fast", self.single.encode_batch)
         self._encode_pairs = getattr(self.pairs_backend, "encode_batch_fast", self.pairs_backend.encode_batch)
 
     @property
     def mode(self) -> str:
         return "split" if self.layout is not None else "joint"
 
+    @property
+    def engine(self) -> str:
+        """What encodes the texts: ``nanotoken`` (the compiled engine, where exact) or ``tokenizers``."""
+        return self.texts.engine if self.texts is not None else "tokenizers"
+
     def __reduce__(self):
         # The backend carries its truncation, so max_length is not needed to rebuild it.
-        return PairEncoder, (self.pairs_backend, 0, self.layout is not None)
+        return PairEncoder, (self.pairs_backend, 0, self.layout is not None, self.fast)
 
     def encode(self, pairs: Sequence[tuple[str, str]], use_token_type_ids: bool) -> EncodedPairs:
         """Split: every distinct text of the call once; joint: pair by pair, in chunks."""
@@ -200,7 +209,7 @@ class PairEncoder:
 
     def _encode_joint(self, pairs: Sequence[tuple[str, str]], use_token_type_ids: bool) -> EncodedPairs:
         encodings = self._encode_pairs([(pair[0], pair[1]) for pair in pairs])
-        ids, lengths = _flatten([encoding.ids for encoding in encodings])
+        ids, lengths = flatten_ids([encoding.ids for encoding in encodings])
         type_ids = None
         if use_token_type_ids:
             type_ids = np.fromiter(
@@ -213,14 +222,7 @@ class PairEncoder:
         slots: dict[str, int] = {}
         first_slot = np.fromiter((slots.setdefault(pair[0], len(slots)) for pair in pairs), np.int64, len(pairs))
         second_slot = np.fromiter((slots.setdefault(pair[1], len(slots)) for pair in pairs), np.int64, len(pairs))
-        distinct = list(slots)
-        flat = [  # a slice at a time, so the tokenizer's Python objects never hold the whole call
-            _flatten([encoding.ids for encoding in self._encode_texts(distinct[start : start + ENCODE_CHUNK],
-                                                                        add_special_tokens=False)])
-            for start in range(0, len(distinct), ENCODE_CHUNK)
-        ]
-        text_ids = np.concatenate([ids for ids, _ in flat]) if flat else np.zeros(0, np.int32)
-        text_lengths = np.concatenate([lengths for _, lengths in flat]) if flat else np.zeros(0, np.int64)
+        text_ids, text_lengths = self.texts.encode(list(slots))
         text_starts = running_offsets(text_lengths)[:-1]
 
         first_len, second_len = text_lengths[first_slot], text_lengths[second_slot]
@@ -261,25 +263,6 @@ def _split_supported(truncation: dict | None) -> bool:
     if truncation is None:
         return True
     return truncation.get("strategy") == "longest_first" and not truncation.get("stride")
-
-
-def _flatten(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-    return np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int32, count=int(lengths.sum())), lengths
-
-
-def concatenated_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Concatenation of ``arange(start, start + length)`` for every (start, length), vectorized."""
-    total = int(lengths.sum())
-    ends = np.cumsum(lengths)
-    step = np.ones(total, dtype=np.int64)
-    nonempty = lengths > 0
-    first_positions = (ends - lengths)[nonempty]
-    if len(first_positions):
-        # At each range's first slot, jump from the previous range's last value to this range's start.
-        previous_last = np.concatenate([[0], (starts + lengths - 1)[nonempty][:-1]])
-        step[first_positions] = starts[nonempty] - previous_last
-    return np.cumsum(step)
 
 
 def _concatenate(chunks: list[EncodedPairs], use_token_type_ids: bool) -> EncodedPairs:

@@ -114,9 +114,10 @@ def checkpoint_source(
 class PromptedPairEncoder:
     """``tokenize(pairs)`` gives the ids ``CrossEncoder.predict(pairs)`` would score (prompt, max_length).
 
-    On a GPU the host's tokenizer is the bottleneck (an H100 scored ~96,000 pre-tokenized Debian
-    pairs/s against ~35,000 from text), so a pipeline can tokenize in its own worker processes and
-    hand the :class:`~crossenc.pair_encoding.EncodedPairs` to ``CrossEncoder.predict_tokenized``.
+    On a GPU the host's tokenizer can be the bottleneck (an H100 scored ~96,000 pre-tokenized Debian
+    pairs/s against ~35,000 from text with ``tokenizers`` alone), so a pipeline can tokenize in its own
+    worker processes and hand the :class:`~crossenc.pair_encoding.EncodedPairs` to
+    ``CrossEncoder.predict_tokenized``.
     A ``CrossEncoder`` holds locks and a model and cannot be pickled; this can.
     """
 

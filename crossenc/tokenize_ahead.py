@@ -1,8 +1,8 @@
 """Tokenize the next chunks of pairs on a worker (thread or processes) while the current one is scored.
 
-On a GPU the host's tokenizer is the bottleneck: MiniLM-L6 runs far more pairs per second on
-an H100 than one process tokenizes (Debian pairs: ~10,000 pairs/s per core here, `crossenc
-bench-host`). Scoring in
+On a GPU the host's tokenizer was the bottleneck: MiniLM-L6 runs far more pairs per second on
+an H100 than ``tokenizers`` encodes (Debian pairs: ~11,000 pairs/s per core here, `crossenc
+bench-host`; the compiled engine of :mod:`crossenc.fast_tokenization`, ~300,000). Scoring in
 chunks, with chunk ``k + 1`` tokenized while chunk ``k`` runs, makes throughput the slower of the
 two instead of their sum. The Rust tokenizer releases the GIL inside ``encode_batch``, so most of
 the worker's time overlaps (building the id arrays afterwards holds it; worker processes,

@@ -1,8 +1,8 @@
 """Tokenize in worker processes, so the scoring process keeps its GIL for feeding the GPU.
 
 The Rust tokenizer runs outside the GIL, but turning its output into arrays (one Python list
-per text, then numpy) holds it: ~6.3 us per Debian pair here, which caps one process near
-160,000 pairs/s before it pads, packs and launches anything. Worker processes (``spawn``, each
+per text, then numpy) holds it: ~6.3 us per Debian pair here with ``tokenizers``, ~2 us with the
+compiled engine (:mod:`crossenc.fast_tokenization`, which returns arrays directly). Worker processes (``spawn``, each
 with its own copy of the :class:`~crossenc.pair_encoding.PairEncoder` and a one-thread Rust
 pool) do all of it; the scoring process only pickles the texts out and the arrays back.
 Used through :class:`~crossenc.tokenize_ahead.TokenizeAhead` for calls of more than one chunk.

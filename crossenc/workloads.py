@@ -3,6 +3,7 @@ that draw verification and calibration pairs from them (the bench, exporters and
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import random
@@ -124,8 +125,56 @@ def synthetic(
     return Workload(f"synthetic-{low}-{high}w", tuple(queries))
 
 
+def stdlib_docstrings() -> dict[str, str]:
+    """``module.name`` -> docstring (over 40 characters, dedented) of every class and function of the
+    top-level modules of this Python's standard library: code documentation, a second kind of text
+    beside the Debian descriptions, on disk wherever Python is (its content follows the Python version)."""
+    return dict(_stdlib_docstrings())
+
+
+@functools.lru_cache(maxsize=1)
+def _stdlib_docstrings() -> dict[str, str]:
+    import ast
+    import sysconfig
+
+    found: dict[str, str] = {}
+    for path in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, OSError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                doc = ast.get_docstring(node)
+                if doc and len(doc) > 40:
+                    found.setdefault(f"{path.stem}.{node.name}", doc)
+    return found
+
+
+def load_docstrings(num_queries: int = 100, docs_per_query: int = 100, seed: int = 0) -> Workload:
+    """Reranking over standard-library docstrings: query = ``module.name: first line``, documents = its
+    own full docstring (relevant) and ``docs_per_query - 1`` others drawn at random."""
+    docs = stdlib_docstrings()
+    names = sorted(docs)
+    if not names:
+        raise ValueError("no docstrings found in this Python's standard library")
+    rng = random.Random(seed)
+    chosen = rng.sample(names, min(num_queries, len(names)))
+    queries = []
+    for name in chosen:
+        others = rng.sample([other for other in names if other != name], min(docs_per_query - 1, len(names) - 1))
+        documents = [docs[name], *(docs[other] for other in others)]
+        order = list(range(len(documents)))
+        rng.shuffle(order)
+        summary = docs[name].splitlines()[0]
+        queries.append(RerankQuery(name, f"{name}: {summary}", tuple(documents[index] for index in order),
+                                   frozenset([order.index(0)])))
+    return Workload(f"docstrings-{num_queries}x{docs_per_query}", tuple(queries))
+
+
 def load_workload(spec: str) -> Workload:
-    """``debian`` / ``debian-bm25`` (all), ``debian[-bm25]:START:COUNT``, ``synthetic:Q:D:LOW:HIGH`` or a JSONL path."""
+    """``debian`` / ``debian-bm25`` (all), ``debian[-bm25]:START:COUNT``, ``docstrings:Q:D`` (standard-library
+    docstrings), ``synthetic:Q:D:LOW:HIGH`` or a JSONL path."""
     loaders = {"debian": load_debian, "debian-bm25": load_debian_bm25}
     name, _, subset = spec.partition(":")
     if name in loaders:
@@ -133,6 +182,9 @@ def load_workload(spec: str) -> Workload:
             return loaders[name]()
         start, count = subset.split(":")
         return loaders[name]().subset(int(start), int(count))
+    if spec.startswith("docstrings:"):
+        _, num_queries, docs = spec.split(":")
+        return load_docstrings(int(num_queries), int(docs))
     if spec.startswith("synthetic:"):
         _, num_queries, docs, low, high = spec.split(":")
         return synthetic(int(num_queries), int(docs), (int(low), int(high)))

@@ -30,7 +30,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # pure ops: attention, packing, Triton kernels, the packed encoder
     ("kernels", ("crossenc.kernels",)),
     # pairs -> token ids -> batches -> the scoring pipeline -> scores (sentence-transformers' rules included)
-    ("text", ("crossenc.pair_encoding", "crossenc.chat_template", "crossenc.inputs", "crossenc.st_compat",
+    ("text", ("crossenc.fast_tokenization", "crossenc.pair_encoding", "crossenc.chat_template", "crossenc.inputs", "crossenc.st_compat",
               "crossenc.tokenization", "crossenc.batching", "crossenc.tokenize_ahead", "crossenc.tokenizer_processes",
               "crossenc.pipeline", "crossenc.scores")),
     # Predictor implementations and the declaration of each backend

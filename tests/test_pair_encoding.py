@@ -194,13 +194,13 @@ def test_longest_first_lengths_match_the_library(bert_tokenizer, first, second, 
 def test_duplicate_texts_are_tokenized_once(bert_tokenizer):
     encoder = PairEncoder(bert_tokenizer, 64)
     seen: list[list[str]] = []
-    real = encoder._encode_texts
+    real = encoder.texts.encode
 
-    def spy(texts, **kwargs):
+    def spy(texts):
         seen.append(list(texts))
-        return real(texts, **kwargs)
+        return real(texts)
 
-    encoder._encode_texts = spy
+    encoder.texts.encode = spy
     pairs = [("q", f"doc {index % 3}") for index in range(9)]
     encoded = encoder.encode(pairs, True)
     assert seen == [["q", "doc 0", "doc 1", "doc 2"]]
@@ -256,18 +256,19 @@ def test_packed_backend_gets_packed_batches_and_no_padding_counted(tiny_model, p
 
 def test_distinct_texts_are_encoded_once_per_call_in_slices(bert_tokenizer, monkeypatch):
     """Across what used to be chunk boundaries a text is still encoded once; slices keep ids exact."""
-    import crossenc.pair_encoding as pair_encoding
+    import crossenc.fast_tokenization as fast_tokenization
 
-    monkeypatch.setattr(pair_encoding, "ENCODE_CHUNK", 3)
-    encoder = PairEncoder(bert_tokenizer, 12)
+    monkeypatch.setattr(fast_tokenization, "ENCODE_CHUNK", 3)
+    encoder = PairEncoder(bert_tokenizer, 12, fast=False)  # the tokenizers path is the one that slices
     seen: list[str] = []
-    real = encoder._encode_texts
+    real = encoder.texts._encode
 
     def spy(texts, **kwargs):
+        assert len(texts) <= 3
         seen.extend(texts)
         return real(texts, **kwargs)
 
-    encoder._encode_texts = spy
+    encoder.texts._encode = spy
     pairs = [(f"query {index % 2}", f"document number {index % 5} " * (index % 4)) for index in range(20)]
     encoded = encoder.encode(pairs, True)
     assert sorted(seen) == sorted({text for pair in pairs for text in pair})  # each distinct text once

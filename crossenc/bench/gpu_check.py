@@ -135,13 +135,22 @@ def crossenc_scorer(
     backend: str = "torch",
     tokenize_ahead: bool | None = None,
     tokenizer_processes: int | None = None,
+    fast_tokenizer: bool = True,
 ):
     from crossenc import CrossEncoder
 
-    encoder = CrossEncoder(
-        str(path), backend=backend, variant=variant, device="cuda", backend_kwargs=options, max_tokens=max_tokens,
-        tokenize_ahead=tokenize_ahead, tokenizer_processes=tokenizer_processes,
-    )
+    previous = os.environ.get("CROSSENC_FAST_TOKENIZER")
+    os.environ["CROSSENC_FAST_TOKENIZER"] = "1" if fast_tokenizer else "0"  # read when the encoder is built
+    try:
+        encoder = CrossEncoder(
+            str(path), backend=backend, variant=variant, device="cuda", backend_kwargs=options,
+            max_tokens=max_tokens, tokenize_ahead=tokenize_ahead, tokenizer_processes=tokenizer_processes,
+        )
+    finally:
+        if previous is None:
+            os.environ.pop("CROSSENC_FAST_TOKENIZER")
+        else:
+            os.environ["CROSSENC_FAST_TOKENIZER"] = previous
     if tokenizer_processes:
         encoder.tokenizer_pool().warm_up()  # spawning is load time, not scoring time
     def score(pairs: list) -> np.ndarray:  # raw logits: sigmoid scores near 0 or 1 hide differences
@@ -184,14 +193,18 @@ def tokenizer_only_row(path: Path, pairs: list, reps: int, started: float) -> di
     row: dict[str, Any] = {"name": HOST_TOKENIZER_ROW}
     try:
         split, uses_types = load_pair_encoder(path)
+        hub, _ = load_pair_encoder(path, fast=False)
         joint, _ = load_pair_encoder(path, split=False)
         seconds = timed_calls(lambda: split.encode(pairs, uses_types), reps)
+        hub_seconds = timed_calls(lambda: hub.encode(pairs, uses_types), reps)
         joint_seconds = timed_calls(lambda: joint.encode(pairs, uses_types), reps)
         row.update({"seconds": seconds, "pairs": len(pairs), "pairs_per_s": len(pairs) / statistics.median(seconds)})
         row["details"] = {
             "cpu_count": os.cpu_count(),
             "tokenizers_parallelism": os.environ.get("TOKENIZERS_PARALLELISM", "unset"),
             "mode": split.mode,
+            "engine": split.engine,
+            "split_tokenizers_pairs_per_s": round(len(pairs) / statistics.median(hub_seconds)),
             "joint_pairs_per_s": round(len(pairs) / statistics.median(joint_seconds)),
         }
     except Exception as error:
@@ -267,6 +280,12 @@ def row_plan(path: Path) -> list[tuple[str, Callable[[], tuple[Scorer, dict]] | 
         ("crossenc packed-fp16 + triton + graphs", torch_row("packed-fp16", triton_graphs, packed), packed),
         ("crossenc packed-fp16 + triton + graphs + in_flight 2", torch_row("packed-fp16", queued, packed),
          fields(packed, in_flight=2)),
+        ("crossenc packed-fp16 + triton + graphs + in_flight 2, batch 1024 / 65536 tokens",
+         lambda: crossenc_scorer(path, "packed-fp16", big, 4 * CROSSENC_BATCH, 2 * PACKED_MAX_TOKENS),
+         {"batch_size": 4 * CROSSENC_BATCH, "max_tokens": 2 * PACKED_MAX_TOKENS, "in_flight": 2}),
+        ("crossenc packed-fp16 + triton + graphs + in_flight 2, tokenizers only (no compiled engine)",
+         lambda: crossenc_scorer(path, "packed-fp16", queued, CROSSENC_BATCH, PACKED_MAX_TOKENS, fast_tokenizer=False),
+         fields(packed, in_flight=2, fast_tokenizer=False)),
         (f"crossenc packed-fp16 + triton + graphs + in_flight 2, {TOKENIZER_PROCESSES} tokenizer processes",
          lambda: crossenc_scorer(path, "packed-fp16", queued, CROSSENC_BATCH, PACKED_MAX_TOKENS,
                                  tokenizer_processes=TOKENIZER_PROCESSES),
@@ -360,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--big-queries", type=int, default=100, help="queries x 100 documents for throughput")
     parser.add_argument("--model", type=Path, default=None, help="checkpoint folder (default: the demo reranker)")
+    parser.add_argument("--only", default=None,
+                        help="'|'-separated row names: run only these (the fp32 reference row always runs)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the GPU machine has no network: never wait on the Hub
@@ -377,7 +398,12 @@ def main(argv: list[str] | None = None) -> int:
     small, big = debian.subset(300, 10).pairs(), debian.subset(300, args.big_queries).pairs()
     recorder = Recorder(args.out, run_environment(path, big))
     reference, broken = None, None
+    only = {part.strip() for part in args.only.split("|")} if args.only else None
+    if only and only - {name for name, _, _ in row_plan(path)}:
+        raise SystemExit(f"gpu_check: no row named {sorted(only - {name for name, _, _ in row_plan(path)})}")
     for name, factory, fields in row_plan(path):
+        if only and name != "crossenc torch sdpa fp32" and name not in only:
+            continue
         skip = broken or (
             "deadline" if time.perf_counter() - started > args.deadline - MIN_SECONDS_FOR_ROW else None
         )

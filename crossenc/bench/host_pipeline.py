@@ -4,6 +4,9 @@ On a GPU, MiniLM-size rerankers score pairs faster than one host tokenizes them,
 pipeline (tokenize -> sort and cut batches -> pad -> pack) sets the ceiling. This measures each
 stage in pairs/s, with the Rust tokenizer on one thread and on all of them (each in a child
 process, since its thread pool is fixed at start), and writes results/<cpu-slug>/host.{json,md}.
+Tokenization is measured with ``tokenizers`` and with the compiled engine (where it qualifies)
+on the Debian workload and on a second kind of text (standard-library docstrings), next to the
+device ceiling measured on a GPU (the best pre-tokenized row of a results/*/gpu_check.json).
 No model is run: the numbers are the same whatever the GPU.
 """
 
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_WORKLOAD = "debian:300:100"
+SECOND_WORKLOAD = "docstrings:100:100"  # code documentation: a second kind of text
 GPU_BATCH_SIZE = 256  # what gpu_check runs the packed rows with
 GPU_MAX_TOKENS = 32768
 TARGET_PAIRS_PER_S = 100_000  # issue 7's H100 goal for MiniLM-L6 on the Debian workload
@@ -38,17 +42,50 @@ def timed_calls(function: Callable[[], Any], repetitions: int) -> list[float]:
     return seconds
 
 
-def load_pair_encoder(model: str | Path, split: bool = True):
-    """``(PairEncoder, uses_token_type_ids)`` for a checkpoint, at CrossEncoder's default max length."""
+def load_pair_encoder(model: str | Path, split: bool = True, fast: bool = True):
+    """``(PairEncoder, uses_token_type_ids)`` for a checkpoint, at CrossEncoder's default max length;
+    ``fast=False``: texts through ``tokenizers`` only."""
     from crossenc.model_source import resolve_model
+    from crossenc.pair_encoding import PairEncoder
     from crossenc.tokenization import checkpoint_source, tokenizer_setup
 
     setup = tokenizer_setup(checkpoint_source(resolve_model(model))[0])
+    if split and not fast:
+        return PairEncoder(setup.tokenizer, setup.max_length, fast=False), setup.uses_token_type_ids
     return setup.pair_encoder(split), setup.uses_token_type_ids
 
 
-def measure_stages(model: str, workload_spec: str, repetitions: int) -> dict[str, Any]:
-    """pairs/s of every host stage in this process (its tokenizer thread pool as the environment set it)."""
+def measure_tokenization(model: str, workload_spec: str, repetitions: int) -> dict[str, Any]:
+    """pairs/s of each way of tokenizing ``workload_spec``'s pairs (split mode: each distinct text once)."""
+    from crossenc.fast_tokenization import why_not_fast
+    from crossenc.workloads import load_workload
+
+    pairs = load_workload(workload_spec).pairs()
+    hub, uses_types = load_pair_encoder(model, fast=False)
+    fast, _ = load_pair_encoder(model)
+    ways: dict[str, Callable[[], Any]] = {"tokenizers": lambda: hub.encode(pairs, uses_types)}
+    if fast.engine != hub.engine:
+        engine = fast.texts.fast
+
+        def cold() -> None:
+            engine.clear_cache()  # its per-word cache: as on texts never seen before
+            fast.encode(pairs, uses_types)
+
+        ways[f"{fast.engine}, cold cache"] = cold
+        ways[fast.engine] = lambda: fast.encode(pairs, uses_types)
+    rows = []
+    for name, function in ways.items():
+        best = min(timed_calls(function, repetitions))
+        rows.append({"engine": name, "pairs_per_s": len(pairs) / best, "us_per_pair": best / len(pairs) * 1e6})
+    return {"workload": workload_spec, "pairs": len(pairs), "rows": rows,
+            "fast_engine": fast.engine if fast.engine != hub.engine else None,
+            "why_not_fast": why_not_fast(fast.single) if fast.engine == hub.engine else ""}
+
+
+def measure_stages(model: str, workload_spec: str, repetitions: int,
+                   text_workloads: tuple[str, ...] = ()) -> dict[str, Any]:
+    """pairs/s of every host stage in this process (its tokenizer thread pool as the environment set it),
+    and of each tokenizer on ``workload_spec`` and ``text_workloads``."""
     from crossenc.batching import collate, collate_packed, plan_batches
     from crossenc.workloads import load_workload
     from crossenc.kernels.packing import pack_batch
@@ -56,6 +93,7 @@ def measure_stages(model: str, workload_spec: str, repetitions: int) -> dict[str
     workload = load_workload(workload_spec)
     pairs = workload.pairs()
     split, uses_types = load_pair_encoder(model)
+    hub_split, _ = load_pair_encoder(model, fast=False)
     joint, _ = load_pair_encoder(model, split=False)  # pair by pair, the way Hugging Face's call works
     encoded = split.encode(pairs, uses_types)
     plans = plan_batches(encoded.lengths, batch_size=GPU_BATCH_SIZE, max_tokens=GPU_MAX_TOKENS, is_padded=False)
@@ -65,7 +103,8 @@ def measure_stages(model: str, workload_spec: str, repetitions: int) -> dict[str
 
     stages: dict[str, Callable[[], Any]] = {
         "tokenize pairs (joint, as Hugging Face)": lambda: joint.encode(pairs, uses_types),
-        "tokenize, each distinct text once (split)": lambda: split.encode(pairs, uses_types),
+        "tokenize, each distinct text once (split, tokenizers)": lambda: hub_split.encode(pairs, uses_types),
+        f"tokenize split, default ({split.engine})": lambda: split.encode(pairs, uses_types),
         "tokenize split, one rank() call per query": lambda: [split.encode(group, uses_types) for group in per_query],
         "plan batches (sort, token budget)": lambda: plan_batches(
             encoded.lengths, batch_size=GPU_BATCH_SIZE, max_tokens=GPU_MAX_TOKENS, is_padded=False
@@ -89,7 +128,9 @@ def measure_stages(model: str, workload_spec: str, repetitions: int) -> dict[str
         "pairs": len(pairs),
         "distinct_texts": len(texts),
         "tokens_mean": float(encoded.lengths.mean()),
+        "engine": split.engine,
         "rows": rows,
+        "tokenization": [measure_tokenization(model, spec, repetitions) for spec in (workload_spec, *text_workloads)],
     }
 
 
@@ -188,13 +229,15 @@ def worker_facts(pool, pairs: list, uses_types: bool, count: int, chunk: int) ->
     }
 
 
-def run_children(model: str, workload_spec: str, repetitions: int, threads: list[int]) -> list[dict[str, Any]]:
+def run_children(model: str, workload_spec: str, repetitions: int, threads: list[int],
+                 text_workloads: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """One child process per tokenizer thread count (Rayon reads RAYON_NUM_THREADS once)."""
     results = []
     for count in threads:
         env = {**os.environ, "RAYON_NUM_THREADS": str(count), "TOKENIZERS_PARALLELISM": "true"}
         command = [sys.executable, "-m", "crossenc.bench.host_pipeline", "--child", "--model", model,
-                   "--workload", workload_spec, "--repetitions", str(repetitions)]
+                   "--workload", workload_spec, "--repetitions", str(repetitions),
+                   "--second-workload", ",".join(text_workloads)]
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"host stage child ({count} threads) failed:\n{done.stderr[-2000:]}")
@@ -247,21 +290,126 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{facts['chunk_cpu_over_wall']:.2f} | {facts['peak_concurrency']} | {facts['first_start_ms']:.0f} | "
                 f"{facts['pass_wall_s'] * 1e3:.0f} |"
             )
-    one_thread = [run for run in runs if run["rayon_threads"] == "1"]
-    if one_thread:
-        single = next(row for row in one_thread[0]["rows"] if row["stage"].startswith("tokenize, each distinct"))
-        lines += [
-            "",
-            f"One tokenizer thread, split mode: {single['pairs_per_s']:,.0f} pairs/s, so {TARGET_PAIRS_PER_S:,} "
-            f"pairs/s needs about {TARGET_PAIRS_PER_S / single['pairs_per_s']:.0f} cores doing nothing but "
-            "tokenizing (Rust plus the array building that follows it), before batching and launching.",
-        ]
+    lines += ["", *tokenization_markdown(result)]
     return "\n".join(lines) + "\n"
+
+
+def tokenization_table(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (workload, engine): pairs/s at each thread count, and x ``tokenizers`` on one thread."""
+    runs = result["runs"]
+    table = []
+    for index, first in enumerate(runs[0].get("tokenization", [])):
+        base = {run["rayon_threads"]: run["tokenization"][index]["rows"][0]["pairs_per_s"] for run in runs}
+        for row_index, row in enumerate(first["rows"]):
+            speeds = {run["rayon_threads"]: run["tokenization"][index]["rows"][row_index]["pairs_per_s"] for run in runs}
+            table.append({"workload": first["workload"], "engine": row["engine"], "pairs_per_s": speeds,
+                          "x_tokenizers": {threads: speed / base[threads] for threads, speed in speeds.items()}})
+    return table
+
+
+def default_engine_speed(result: dict[str, Any], threads: str) -> tuple[str, float] | None:
+    """(engine, pairs/s) of the default tokenization (warm) on the main workload at ``threads``."""
+    for run in result["runs"]:
+        if run["rayon_threads"] == threads and run.get("tokenization"):
+            main = run["tokenization"][0]
+            engine = main["fast_engine"] or "tokenizers"
+            row = next(row for row in main["rows"] if row["engine"] == engine)
+            return engine, row["pairs_per_s"]
+    return None
+
+
+def ceiling_verdict(result: dict[str, Any], threads: str) -> str:
+    """Which side bounds a GPU host at ``threads`` tokenizer threads: one sentence."""
+    ceiling = result.get("device_ceiling")
+    speed = default_engine_speed(result, threads)
+    if not ceiling or not speed:
+        return ""
+    engine, pairs_per_s = speed
+    share = pairs_per_s / ceiling["pairs_per_s"]
+    side = "the device bounds" if share >= 1 else "the host's tokenizer bounds"
+    return (f"{threads} thread(s), {engine}: {pairs_per_s:,.0f} pairs/s = {share:.2f}x the device ceiling: {side} "
+            f"({ceiling['pairs_per_s'] / pairs_per_s:.1f} such cores feed it).")
+
+
+def tokenization_markdown(result: dict[str, Any]) -> list[str]:
+    table = tokenization_table(result)
+    if not table:
+        return []
+    threads = [run["rayon_threads"] for run in result["runs"]]
+    lines = ["## Tokenization, per core and at N cores", "",
+             "Split mode (each distinct text once, pairs assembled in numpy), ids identical to Hugging Face's pair "
+             "call; `cold cache`: the engine's per-word cache cleared before every call.", "",
+             "| workload | engine | " + " | ".join(f"pairs/s, {count} thread(s)" for count in threads)
+             + " | x tokenizers, " + threads[0] + " thread(s) |",
+             "|---|---|" + "---:|" * (len(threads) + 1)]
+    for row in table:
+        lines.append(f"| {row['workload']} | {row['engine']} | "
+                     + " | ".join(f"{row['pairs_per_s'][count]:,.0f}" for count in threads)
+                     + f" | {row['x_tokenizers'][threads[0]]:.1f} |")
+    missing = [entry["why_not_fast"] for entry in result["runs"][0]["tokenization"] if entry["why_not_fast"]]
+    if missing:
+        lines += ["", f"No compiled engine: {missing[0]}."]
+    ceiling = result.get("device_ceiling")
+    if ceiling:
+        lines += ["", f"Device ceiling: {ceiling['pairs_per_s']:,.0f} pairs/s ({ceiling['source']}).", ""]
+        lines += [f"- {ceiling_verdict(result, count)}" for count in threads if ceiling_verdict(result, count)]
+    return lines
+
+
+def device_ceiling(value: str | None, root: Path | None = None) -> dict[str, Any] | None:
+    """pairs/s the device scores when pairs come tokenized: ``value``, else the best pre-tokenized row of
+    ``results/*/gpu_check*.json`` (None when there is none)."""
+    if value:
+        return {"pairs_per_s": float(value), "source": "--device-ceiling"}
+    from crossenc.bench.results import RESULTS_ROOT
+
+    best = None
+    for path in sorted((root or RESULTS_ROOT).glob("*/gpu_check*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        for row in record.get("rows", []):
+            if "pre-tokenized" in row.get("name", "") and not row.get("error") and row.get("pairs_per_s"):
+                if best is None or row["pairs_per_s"] > best["pairs_per_s"]:
+                    gpu = record.get("environment", {}).get("gpu", path.parent.name)
+                    best = {"pairs_per_s": float(row["pairs_per_s"]), "source": f"{gpu}, {row['name']}, {path}"}
+    return best
+
+
+def terminal_summary(result: dict[str, Any]) -> str:
+    """The tokenization table and the ceiling, within 80 columns (host.md has every stage)."""
+    threads = [run["rayon_threads"] for run in result["runs"]]
+    table = tokenization_table(result)
+    cells = "".join(f"{count + ' thr':>12}" for count in threads)
+    lines = [f"Host tokenization, pairs/s ({result['machine']['cpu_model'][:40]}, "
+             f"{result['machine']['physical_cores']} cores)", f"{'workload':<20}{'engine':<24}{cells}"]
+    for row in table:
+        lines.append(f"{row['workload'][:19]:<20}{row['engine'][:23]:<24}"
+                     + "".join(f"{row['pairs_per_s'][count]:>12,.0f}" for count in threads))
+    ceiling = result.get("device_ceiling")
+    if ceiling:
+        lines.append(f"Device ceiling (pre-tokenized, on a GPU): {ceiling['pairs_per_s']:,.0f} pairs/s")
+        for count in threads:
+            speed = default_engine_speed(result, count)
+            if speed:
+                share = speed[1] / ceiling["pairs_per_s"]
+                side = "device bounds" if share >= 1 else "host tokenizer bounds"
+                lines.append(f"  {count} thread(s), {speed[0]}: {share:.2f}x the ceiling: {side}")
+    missing = [entry["why_not_fast"] for entry in result["runs"][0].get("tokenization", []) if entry["why_not_fast"]]
+    if missing:
+        lines.append(f"No compiled engine: {missing[0]}"[:80])
+    return "\n".join(line[:80] for line in lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="demo", help="model folder or 'demo' (only its tokenizer is used)")
     parser.add_argument("--workload", default=DEFAULT_WORKLOAD)
+    parser.add_argument("--second-workload", default=SECOND_WORKLOAD,
+                        help="comma list of workloads also tokenized ('' for none; default: stdlib docstrings)")
+    parser.add_argument("--device-ceiling", default=None,
+                        help="pairs/s the device scores pre-tokenized (default: best pre-tokenized row of "
+                        "results/*/gpu_check.json)")
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--threads", default=None, help="comma list of tokenizer thread counts (default 1,<all>)")
     parser.add_argument("--processes", default=None, help="comma list of tokenizer process counts (default <all>)")
@@ -274,8 +422,9 @@ def run(args: argparse.Namespace) -> int:
     from crossenc.demo import expand_alias
 
     model = expand_alias(args.model)
+    text_workloads = tuple(spec for spec in args.second_workload.split(",") if spec)
     if args.child:
-        print(json.dumps(measure_stages(model, args.workload, args.repetitions)))
+        print(json.dumps(measure_stages(model, args.workload, args.repetitions, text_workloads)))
         return 0
     from crossenc.bench.results import atomic_write, results_dir
     from crossenc.hardware import fingerprint
@@ -289,16 +438,17 @@ def run(args: argparse.Namespace) -> int:
         "command": " ".join(["crossenc", "bench-host", *getattr(args, "command_line", _own_arguments(sys.argv))]),
         "machine": fingerprint("cpu"),
         "workload": args.workload,
-        "runs": run_children(model, args.workload, args.repetitions, threads),
+        "runs": run_children(model, args.workload, args.repetitions, threads, text_workloads),
         "feeding": measure_feeding(model, args.workload, args.repetitions, processes),
+        "device_ceiling": device_ceiling(args.device_ceiling),
     }
     text = markdown(result)
-    print(text)
+    print(terminal_summary(result))
     if not args.no_write:
         folder = Path(args.out) if args.out else results_dir("cpu")
         atomic_write(folder / "host.json", (json.dumps(result, indent=2) + "\n").encode())
         atomic_write(folder / "host.md", text.encode())
-        print(f"wrote {folder / 'host.json'}, {folder / 'host.md'}", file=sys.stderr)
+        print(f"wrote {folder / 'host.json'}, {folder / 'host.md'} (every stage)", file=sys.stderr)
     return 0
 
 
