@@ -18,10 +18,11 @@ from crossenc.paths import PACKAGE_DATA
 DEBIAN_WORKLOAD = PACKAGE_DATA / "rerank-debian.json.gz"
 # Same 400 queries, candidates = BM25 top-100 over the public half (scripts/build_bm25_workload.py).
 DEBIAN_BM25_WORKLOAD = PACKAGE_DATA / "rerank-debian-bm25.json.gz"
-# The demo head is fitted on queries [0, FIT_QUERIES); everything measured uses later ones.
+# Queries [0, FIT_QUERIES) are training packages (int8 calibration draws from them); EVAL_START on are
+# the evaluation set, never trained, calibrated or tuned on (the demo holds out 200-299 for validation).
 FIT_QUERIES = 300
 EVAL_START = 300
-VERIFY_START = EVAL_START + 50  # export verification: held-out queries past the bench's debian:300:10
+VERIFY_START = EVAL_START + 50  # export verification: held-out queries (random candidates), never calibrated on
 Pair = tuple[str, str]
 
 

@@ -57,7 +57,7 @@ class Candidate:
 class BenchConfig:
     model: str
     device: str = "cpu"
-    workload: str = "debian:300:10"
+    workload: str = "debian-bm25:300:100"
     batch_size: int = 32
     max_tokens: int | None = None
     repetitions: int = 3

@@ -114,13 +114,14 @@ def terminal_table(result: dict[str, Any], width: int = 80) -> str:
     rows = result["rows"]
     by_reference = any(row.get("ratio_vs_reference") for row in rows)
     ratio_key, ratio_name = ("ratio_vs_reference", "x ST") if by_reference else ("ratio_vs_anchor", "x eager")
-    label_width = min(max([len(short_label(row["label"])) for row in rows] + [7]), 26)
+    first = result.get("first_stage")
+    first_label = f"{first['name']} (first stage)" if first else ""
+    label_width = min(max([len(short_label(row["label"])) for row in rows] + [7, len(first_label)]), 26)
     header = (f"{'variant':<{label_width}} {'pairs/s':>8} {ratio_name:>8} {'Spearman':>9} {'top-10':>7} {'MRR@10':>6}"
               "  accuracy")
     lines = [header, "-" * len(header)]
-    first = result.get("first_stage")
     if first:
-        name = f"{first['name']} (first stage)"[:label_width]
+        name = first_label[:label_width]
         lines.append(f"{name:<{label_width}} {'-':>8} {'-':>8} {'-':>9} {'-':>7} {first['mrr_at_10']:>6.3f}")
     for row in rows:
         label = short_label(row["label"])[:label_width]
@@ -195,7 +196,9 @@ def plot(result: dict[str, Any], path: Path) -> bool:
         axes.axvline(reference, color=REFERENCE_COLOUR, linestyle="--", linewidth=1)
     axes.set_xlim(0, top * 1.55)
     axes.set_ylim(-0.6, len(rows) - 0.4)
-    axes.set_xlabel(f"pairs/s (median of {result['config']['repetitions']} runs, whiskers min-max)")
+    repetitions = result["config"]["repetitions"]
+    axes.set_xlabel("pairs/s (one timed pass)" if repetitions == 1 else
+                    f"pairs/s (median of {repetitions} runs, whiskers min-max)")
     machine = result["machine"]
     axes.set_title(f"{result['workload']['name']}, {result['workload']['pairs']} pairs on {result['config']['device']} "
                    f"({machine['cpu_model']}, {machine['physical_cores']} cores"
