@@ -47,8 +47,8 @@ def _sha256(path: Path) -> str:
 def _checked(path: Path, expected: str) -> Path:
     actual = _sha256(path)
     if actual != expected:
-        raise ArtifactIntegrityError(f"{path}: sha256 {actual[:12]}..., expected {expected[:12]}...: "
-                            "reinstall crossenc[demo] (the demo reranker is built from exactly these bytes)")
+        raise ArtifactIntegrityError(f"{path}: sha256 {actual[:12]}..., expected {expected[:12]}...: reinstall "
+                                     "crossenc[demo] (the demo reranker is built from exactly these bytes)")
     return path
 
 
