@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from crossenc.bench.results import accuracy_tier, load_result, plot, terminal_table
+from crossenc.bench.results import MIN_QUERIES_FOR_MRR, accuracy_tier, load_result, plot, terminal_table
 from crossenc.logs import cli_logging
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,10 +128,21 @@ def test_terminal_table_fits_80_columns():
         row = next(row for row in result["rows"] if row["label"] == label)
         quality = row["quality"]
         expected = [f"{row['throughput']['pairs_per_s']:.1f}", f"{row['ratio_vs_reference']:.2f}",
-                    f"{quality['spearman']:.4f}", f"{quality['top10_agreement']:.3f}", f"{quality['mrr_at_10']:.3f}"]
+                    f"{quality['spearman']:.4f}", f"{quality['top10_agreement']:.3f}",
+                    f"{quality['mrr_at_10']:.3f}" if result["workload"]["queries"] >= MIN_QUERIES_FOR_MRR else "-"]
         meets_int8 = quality["spearman"] >= 0.99 and quality["top10_agreement"] >= 0.95
         assert cells[label] == expected + ["int8" if meets_int8 else "none"], label
     assert "failed: RuntimeError: xxx" in table
+
+
+def test_terminal_table_shows_mrr_only_over_enough_queries():
+    result = _quick_result()
+    anchor = result["rows"][0]
+    for queries, shown in ((MIN_QUERIES_FOR_MRR - 1, False), (MIN_QUERIES_FOR_MRR, True)):
+        result["workload"]["queries"] = queries
+        line = next(line for line in terminal_table(result, 80).splitlines() if line.startswith(anchor["label"]))
+        assert (line.split()[-2] == f"{anchor['quality']['mrr_at_10']:.3f}") is shown, line
+        assert (line.split()[-2] == "-") is not shown, line
 
 
 def test_bench_prints_that_table_in_80_columns(tmp_path, monkeypatch, capsys):
