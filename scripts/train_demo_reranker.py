@@ -13,8 +13,11 @@ candidates (debian-bm25:200:100) and their random candidates (debian:200:100). Q
 
 Trained: LoRA (rank 16) on every attention and feed-forward projection, plus the pooler, the
 classifier and the token-type embeddings (the bi-encoder never used type 1). Loss: softmax
-cross-entropy over each query's group (1 positive, 4 BM25 hard negatives, 3 random same-section
-ones) plus binary cross-entropy on every pair, so sigmoid scores stay probabilities. Writes crossenc/data/demo_adapter.safetensors
+cross-entropy over each query's group (1 positive, 7 BM25 hard negatives; `--random-negatives N`
+swaps N of them for random same-section ones) plus binary cross-entropy on every pair, so sigmoid
+scores stay probabilities. The defaults are the shipped run's (docs/demo-reranker.md): `train`
+alone repeats it, same data order and seed (GPU kernels are not bitwise deterministic; 458 s on
+an H200 shared with two other runs). Writes crossenc/data/demo_adapter.safetensors
 (float16 LoRA factors, float32 head), which crossenc.demo merges into the float32 base at first use.
 """
 
