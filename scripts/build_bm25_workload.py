@@ -7,7 +7,7 @@ order with BM25's scores, so the first stage is a row of its own in the bench; t
 package is sometimes missing (recall@100 < 1) and the negatives are hard, as in MS MARCO's
 re-ranking task. Writes crossenc/data/rerank-debian-bm25.json.gz (deterministic).
 
-Run: python scripts/build_bm25_workload.py   (needs `pip install bm25s PyStemmer`; ~1 min)
+Run: python scripts/build_bm25_workload.py   (needs `pip install -e '.[train]'`; ~5 s)
 """
 
 from __future__ import annotations

