@@ -9,26 +9,17 @@ __all__ = ["CrossEncoder", "load_predictor", "__version__"]
 
 if TYPE_CHECKING:
     from crossenc.cross_encoder import CrossEncoder
-    from crossenc.predictor import Predictor
+    from crossenc.loading import load_predictor
 
 
 def __getattr__(name: str) -> Any:
-    if name == "CrossEncoder":  # imported lazily so `import crossenc` stays light
+    # imported lazily so `import crossenc` stays light
+    if name == "CrossEncoder":
         from crossenc.cross_encoder import CrossEncoder
 
         return CrossEncoder
+    if name == "load_predictor":
+        from crossenc.loading import load_predictor
+
+        return load_predictor
     raise AttributeError(f"module 'crossenc' has no attribute {name!r}")
-
-
-def load_predictor(
-    model_name_or_path: str,
-    backend: str = "torch",
-    variant: str | None = None,
-    device: str = "cpu",
-    max_length: int | None = None,
-    **options: Any,
-) -> "Predictor":
-    """Load only the backend predictor (token arrays in, fp32 logits out) for a checkpoint folder."""
-    from crossenc.loading import load_predictor as load
-
-    return load(model_name_or_path, backend, variant, device, max_length, **options)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -83,3 +84,11 @@ def test_services_sit_on_top_beside_the_cli_and_bench():
     assert check_layers.layer_of("crossenc.kernels.packing") < check_layers.layer_of("crossenc.backends.onnx_backend")
     assert check_layers.layer_of("crossenc.backends") < check_layers.layer_of("crossenc.exporters.onnx")
     assert check_layers.layer_of("crossenc.exporters") < check_layers.layer_of("crossenc.cross_encoder")
+
+
+def test_top_level_names_are_lazy():
+    """`import crossenc` loads no ML framework; its two entry points resolve to the real ones on access."""
+    code = ("import sys, crossenc; assert 'torch' not in sys.modules and 'crossenc.loading' not in sys.modules; "
+            "from crossenc.loading import load_predictor; from crossenc.cross_encoder import CrossEncoder; "
+            "assert crossenc.load_predictor is load_predictor and crossenc.CrossEncoder is CrossEncoder")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
