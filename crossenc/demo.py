@@ -9,11 +9,11 @@ here. Both files are checked against the hashes below before anything is built.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from crossenc.checkpoint_writer import write_checkpoint
 from crossenc.errors import ArtifactIntegrityError
+from crossenc.manifest import sha256_file
 from crossenc.optional import require
 from crossenc.paths import PACKAGE_DATA, cache_dir
 
@@ -36,16 +36,8 @@ def minilm_dir() -> Path:
     return Path(package.get_model_path())
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _checked(path: Path, expected: str) -> Path:
-    actual = _sha256(path)
+    actual = sha256_file(path)
     if actual != expected:
         raise ArtifactIntegrityError(f"{path}: sha256 {actual[:12]}..., expected {expected[:12]}...: reinstall "
                                      "crossenc[demo] (the demo reranker is built from exactly these bytes)")
