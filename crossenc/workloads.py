@@ -4,6 +4,7 @@ that draw verification and calibration pairs from them (the bench, exporters and
 from __future__ import annotations
 
 import functools
+import functools
 import gzip
 import json
 import random
@@ -61,6 +62,7 @@ class Workload:
         return Workload(f"{self.name}[{start}:{start + len(chosen)}]", chosen, self.first_stage_name)
 
 
+@functools.lru_cache(maxsize=4)  # frozen, so shared: calibration, verification and the bench parse it once
 def load_debian(path: Path = DEBIAN_WORKLOAD, name: str = "debian") -> Workload:
     """The bundled Debian set: 400 queries (package synopsis) x 100 long descriptions, one relevant."""
     with gzip.open(path, "rt", encoding="utf-8") as handle:
@@ -69,13 +71,14 @@ def load_debian(path: Path = DEBIAN_WORKLOAD, name: str = "debian") -> Workload:
     queries = []
     for record in raw["queries"]:
         candidates = record["candidates"]
-        relevant = frozenset(index for index, doc_id in enumerate(candidates) if doc_id in set(record["relevant"]))
+        wanted = set(record["relevant"])
+        relevant = frozenset(index for index, doc_id in enumerate(candidates) if doc_id in wanted)
         first_stage = tuple(record["first_stage"]) if "first_stage" in record else None
         queries.append(
             RerankQuery(record["qid"], record["query"], tuple(corpus[doc_id] for doc_id in candidates), relevant,
                         first_stage)
         )
-    return Workload(name, tuple(queries), "BM25" if any(q.first_stage for q in queries) else None)
+    return Workload(name, tuple(queries), raw.get("first_stage_name"))
 
 
 def load_debian_bm25() -> Workload:

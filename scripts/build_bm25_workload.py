@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         "source": workload["source"],
         "task": "query = package synopsis; candidates = BM25 top-100 over the public half; "
                 "relevant = that package's long description",
+        "first_stage_name": "BM25",  # the bench's first-stage row
         "first_stage": "bm25s (BM25 k1=1.5 b=0.75, English stop words, Snowball stemmer)",
         "corpus": {doc_id: corpus[doc_id] for doc_id in sorted(used)},
         "queries": queries,

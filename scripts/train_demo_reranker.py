@@ -123,19 +123,16 @@ def score_pairs(model, tokenizer, pairs, device, batch_size=512, max_length=256)
 
 def evaluate(model, tokenizer, device, count: int = 100) -> dict[str, float]:
     """MRR@10 on the held-out validation queries, BM25 candidates and random candidates."""
+    import numpy as np
+
+    from crossenc.bench.measure import relevance_metrics
     from crossenc.workloads import load_debian, load_debian_bm25
 
     result = {}
     for name, workload in (("bm25", load_debian_bm25()), ("random", load_debian())):
-        queries = workload.queries[VALIDATION][:count]
-        scores = score_pairs(model, tokenizer, [p for q in queries for p in q.pairs()], device)
-        total, offset = 0.0, 0
-        for query in queries:
-            mine_ = scores[offset:offset + len(query.documents)]
-            offset += len(query.documents)
-            ranked = sorted(range(len(mine_)), key=lambda i: -mine_[i])[:10]
-            total += next((1 / (rank + 1) for rank, i in enumerate(ranked) if i in query.relevant), 0.0)
-        result[f"mrr@10_{name}"] = round(total / len(queries), 4)
+        held_out = workload.subset(VALIDATION.start, count)
+        scores = np.asarray(score_pairs(model, tokenizer, held_out.pairs(), device))
+        result[f"mrr@10_{name}"] = round(relevance_metrics(scores, held_out)[0], 4)
     return result
 
 

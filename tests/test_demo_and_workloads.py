@@ -158,3 +158,14 @@ def test_the_demo_beats_bm25_on_held_out_queries():
     scores = CrossEncoder(str(demo_model_path())).predict_logits(workload.pairs(), batch_size=32)[:, 0]
     demo, _ = relevance_metrics(scores, workload)
     assert demo >= first_stage_quality(workload)["mrr_at_10"] + 0.08
+
+
+def test_unlabelled_queries_of_a_user_file_leave_the_metrics_out(tmp_path):
+    """Only a retriever's workload counts a query without a relevant candidate as 0 (a miss); in a user's
+    file that query is simply unlabelled."""
+    path = tmp_path / "mine.jsonl"
+    path.write_text('{"query": "a", "documents": ["x", "y"], "relevant": [1]}\n{"query": "b", "documents": ["z"]}\n')
+    user = load_workload(str(path))
+    assert relevance_metrics(np.array([0.1, 0.9, 0.5]), user) == (None, None)
+    labelled = user.subset(0, 1)
+    assert relevance_metrics(np.array([0.1, 0.9]), labelled) == (1.0, 1.0)

@@ -126,9 +126,11 @@ def measure_quality(reference: np.ndarray | None, logits: np.ndarray, workload: 
 
 
 def relevance_metrics(scores: np.ndarray, workload: Workload) -> tuple[float | None, float | None]:
-    """(MRR@10, nDCG@10) of ``scores``; (None, None) for a workload without relevance labels."""
+    """(MRR@10, nDCG@10) of ``scores``; (None, None) for a workload without relevance labels. A query
+    without a relevant candidate counts 0 only where a retriever chose the candidates (it missed); in
+    a user's file it means "not labelled", so any such query leaves the metrics out, as before."""
     relevant = [query.relevant for query in workload.queries]
-    if not any(relevant):
+    if not any(relevant) or (workload.first_stage_name is None and not all(relevant)):
         return None, None
     groups = query_groups(workload)
     return mrr_at_k(scores, groups, relevant), ndcg_at_k(scores, groups, relevant)

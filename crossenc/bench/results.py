@@ -91,7 +91,7 @@ def markdown_table(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-TIER_ORDER = ("exact", "near", "int8")  # crossenc.bench.autotune.TIERS, tightest first
+TIER_ORDER = ("exact", "near", "int8")  # crossenc.quality.TIERS, tightest first
 OUTSIDE_TIERS = "none"
 TIER_COLOURS = {"exact": "#1b7837", "near": "#5aae61", "int8": "#e08214", OUTSIDE_TIERS: "#b2182b"}
 REFERENCE_COLOUR = "#8c8c8c"
@@ -145,12 +145,12 @@ def terminal_table(result: dict[str, Any], width: int = 80) -> str:
             f"{_fmt(quality.get('mrr_at_10') if show_mrr else None, '.3f'):>6}"
             f"  {accuracy_tier(quality)}"
         )
+    from crossenc.profiles import pick
+
     best = []
-    for name in TIER_ORDER:
-        eligible = [row for row in rows if row["status"] == "ok" and row["engine"] == "crossenc"
-                    and accuracy_tier(row["quality"]) == name]
-        if eligible:
-            fastest = max(eligible, key=lambda row: row["throughput"]["pairs_per_s"])
+    for name in TIER_ORDER:  # what `crossenc autotune --accuracy NAME` would pick from these rows
+        fastest = pick(rows, name)
+        if fastest:
             best.append(f"{name} {fastest['label']} ({_fmt(fastest[ratio_key], '.2f')}{ratio_name})")
     notes = []
     if best:
