@@ -4,6 +4,10 @@ Every implementation takes ``q, k, v`` of shape ``[total_tokens, heads, head_dim
 :class:`VarlenBatch` (``cu_seqlens`` + ``max_seqlen``), and returns ``[total_tokens, heads,
 head_dim]``; token ``t`` of sequence ``i`` attends only to the tokens of sequence ``i``.
 :func:`select_attention` picks one at load time for the device, dtype and head size.
+
+Sliding-window (local) layers, ModernBERT's, use :data:`WINDOWED_ATTENTION`: the same call plus
+``window``, where token ``i`` attends only to tokens ``j`` of its sequence with ``|i - j| <= window``
+(a band mask); :func:`select_windowed_attention` picks one.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from crossenc.kernels.varlen import VarlenBatch, attention_reference
+from crossenc.kernels.varlen import VarlenBatch, attention_reference, band_mask
 
 AUTO_PER_SEQUENCE_FROM = 64  # sdpa-auto: batches whose longest sequence has this many tokens go per sequence
 AttentionFunction = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, VarlenBatch, float], torch.Tensor]
+WindowedAttentionFunction = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, VarlenBatch, float, int], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -27,7 +32,7 @@ class AttentionChoice:
     """The attention picked at load time; ``graph_safe``: reads only device tensors (CUDA-graph capturable)."""
 
     name: str
-    function: AttentionFunction
+    function: AttentionFunction | WindowedAttentionFunction  # windowed ones take ``window`` last
     graph_safe: bool
     note: str = ""  # why faster candidates were passed over, if any
 
@@ -109,6 +114,49 @@ def attention_nested_sdpa(q, k, v, varlen: VarlenBatch, scale: float) -> torch.T
     return context.transpose(1, 2).values()
 
 
+# ----------------------------------------------------------------------------- sliding window (pure torch)
+def attention_per_sequence_window(q, k, v, varlen: VarlenBatch, scale: float, window: int) -> torch.Tensor:
+    """One SDPA call per sequence with a band mask (none for sequences the window covers entirely)."""
+    out = torch.empty_like(q)
+    bounds = np.concatenate([[0], np.cumsum(varlen.host_lengths())]).tolist()  # host copy: no device sync
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        qs, ks, vs = (x[start:end].transpose(0, 1).unsqueeze(0) for x in (q, k, v))
+        mask = band_mask(end - start, window, q.device) if end - start > window + 1 else None
+        out[start:end] = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask, scale=scale)[0].transpose(0, 1)
+    return out
+
+
+def _padded_band_mask(varlen: VarlenBatch, window: int) -> torch.Tensor:
+    """``[batch, 1, L, L]`` key mask and band; padding query rows keep every real key (no all-masked rows)."""
+    _, key_mask = varlen.cached("padded_layout", lambda: _padded_layout(varlen))
+    device = varlen.cu_seqlens.device
+    lengths = torch.from_numpy(varlen.host_lengths()).to(device)
+    padding_query = torch.arange(varlen.max_seqlen, device=device)[None, :] >= lengths[:, None]  # [batch, L]
+    band = band_mask(varlen.max_seqlen, window, device)[None, None]
+    return key_mask & (band | padding_query[:, None, :, None])
+
+
+def attention_padded_window(q, k, v, varlen: VarlenBatch, scale: float, window: int) -> torch.Tensor:
+    """:func:`attention_padded_sdpa` with the band mask added to the key mask."""
+    flat_index, _ = varlen.cached("padded_layout", lambda: _padded_layout(varlen))
+    mask = varlen.cached(f"padded_band_{window}", lambda: _padded_band_mask(varlen, window))
+    batch, heads, head_dim = len(varlen.host_lengths()), q.shape[1], q.shape[2]
+
+    def to_grid(x: torch.Tensor) -> torch.Tensor:
+        grid = x.new_zeros(batch * varlen.max_seqlen, heads, head_dim).index_copy_(0, flat_index, x)
+        return grid.view(batch, varlen.max_seqlen, heads, head_dim).transpose(1, 2)
+
+    context = F.scaled_dot_product_attention(to_grid(q), to_grid(k), to_grid(v), attn_mask=mask, scale=scale)
+    return context.transpose(1, 2).reshape(batch * varlen.max_seqlen, heads, head_dim).index_select(0, flat_index)
+
+
+def attention_auto_window(q, k, v, varlen: VarlenBatch, scale: float, window: int) -> torch.Tensor:
+    """Same split as :func:`attention_cpu_auto`: padded grid for short batches, per sequence otherwise."""
+    if varlen.max_seqlen < AUTO_PER_SEQUENCE_FROM:
+        return attention_padded_window(q, k, v, varlen, scale, window)
+    return attention_per_sequence_window(q, k, v, varlen, scale, window)
+
+
 # ----------------------------------------------------------------------------- external kernels
 def attention_flash_attn(q, k, v, varlen: VarlenBatch, scale: float) -> torch.Tensor:
     """flash-attn's ``flash_attn_varlen_func`` (fp16/bf16, CUDA)."""
@@ -145,6 +193,15 @@ ATTENTION: dict[str, AttentionChoice] = {
         AttentionChoice("flash-attn-varlen", attention_flash_attn, graph_safe=True),
         AttentionChoice("torch-varlen", attention_torch_varlen, graph_safe=True),
         AttentionChoice("triton-varlen", attention_triton, graph_safe=True),
+    )
+}
+WINDOWED_ATTENTION: dict[str, AttentionChoice] = {
+    choice.name: choice
+    for choice in (
+        AttentionChoice("reference-window", attention_reference, graph_safe=False),
+        AttentionChoice("sdpa-per-sequence-window", attention_per_sequence_window, graph_safe=False),
+        AttentionChoice("sdpa-padded-window", attention_padded_window, graph_safe=False),
+        AttentionChoice("sdpa-auto-window", attention_auto_window, graph_safe=False),
     )
 }
 CUDA_ONLY = frozenset({"flash-attn-varlen", "torch-varlen", "triton-varlen"})
@@ -228,3 +285,22 @@ def _self_test(choice: AttentionChoice, device: torch.device, dtype: torch.dtype
     error = float((got.float() - expected.float()).abs().max())
     tolerance = 1e-4 if dtype == torch.float32 else 2e-2
     return None if error <= tolerance else f"max abs error {error:.1e} > {tolerance:.0e}"
+
+
+def select_windowed_attention(device: torch.device, requested: str | None = None) -> AttentionChoice:
+    """The sliding-window attention for ``device``, or ``requested`` by name from :data:`WINDOWED_ATTENTION`.
+
+    All are torch SDPA with a band mask: CPU gets ``sdpa-auto-window`` (the split of ``sdpa-auto``);
+    CUDA gets ``sdpa-padded-window``, correct but not CUDA-graph capturable (it reads host lengths)
+    and not a varlen flash kernel: no windowed varlen kernel is wired in yet.
+    """
+    if requested is not None:
+        if requested not in WINDOWED_ATTENTION:
+            raise ValueError(f"unknown windowed attention {requested!r}; choose one of {sorted(WINDOWED_ATTENTION)}")
+        return WINDOWED_ATTENTION[requested]
+    if device.type != "cuda":
+        return WINDOWED_ATTENTION["sdpa-auto-window"]
+    return replace(
+        WINDOWED_ATTENTION["sdpa-padded-window"],
+        note="torch fallback: no windowed varlen flash/Triton kernel yet; CUDA graphs stay off for local layers",
+    )

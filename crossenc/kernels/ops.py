@@ -1,7 +1,8 @@
 """The per-layer kernels of the packed encoder: pure torch, or Triton-fused on CUDA.
 
-A :class:`PackedOps` bundles the attention chosen at load time with the two fused tails of
-a post-LN layer: ``activation(linear(x))`` and ``layer_norm(linear(x) + residual)``.
+A :class:`PackedOps` bundles the attention chosen at load time (and, for models with
+sliding-window layers, the windowed attention) with the two fused tails of a post-LN layer:
+``activation(linear(x))`` and ``layer_norm(linear(x) + residual)``.
 """
 
 from __future__ import annotations
@@ -21,15 +22,20 @@ DenseAddNorm = Callable[[torch.Tensor, nn.Linear, torch.Tensor, nn.LayerNorm], t
 
 @dataclass(frozen=True)
 class PackedOps:
-    """The three kernels a layer needs."""
+    """The kernels a layer needs."""
 
     attention: AttentionChoice
     dense_act: DenseAct  # activation(linear(x))
     dense_add_norm: DenseAddNorm  # layer_norm(linear(x) + residual)
     elementwise: str = "torch"  # what dense_act / dense_add_norm use: "torch", "triton", "triton (layer norm only)"
+    windowed_attention: AttentionChoice | None = None  # sliding-window layers (ModernBERT local attention)
 
 
-def torch_ops(attention: AttentionChoice, activation: Callable[[torch.Tensor], torch.Tensor]) -> PackedOps:
+def torch_ops(
+    attention: AttentionChoice,
+    activation: Callable[[torch.Tensor], torch.Tensor],
+    windowed_attention: AttentionChoice | None = None,
+) -> PackedOps:
     """Reference ops, in exactly the Hugging Face order of operations."""
 
     def dense_act(x: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
@@ -38,11 +44,14 @@ def torch_ops(attention: AttentionChoice, activation: Callable[[torch.Tensor], t
     def dense_add_norm(x: torch.Tensor, linear: nn.Linear, residual: torch.Tensor, norm: nn.LayerNorm):
         return norm(linear(x) + residual)
 
-    return PackedOps(attention, dense_act, dense_add_norm, "torch")
+    return PackedOps(attention, dense_act, dense_add_norm, "torch", windowed_attention)
 
 
 def triton_ops(
-    attention: AttentionChoice, activation: Callable[[torch.Tensor], torch.Tensor], hidden_act: str | None
+    attention: AttentionChoice,
+    activation: Callable[[torch.Tensor], torch.Tensor],
+    hidden_act: str | None,
+    windowed_attention: AttentionChoice | None = None,
 ) -> PackedOps:
     """Bias folded into Triton bias+GELU and residual+LayerNorm kernels after a bias-free matmul.
 
@@ -62,4 +71,4 @@ def triton_ops(
         return add_layer_norm(F.linear(x, linear.weight), linear.bias, residual, norm.weight, norm.bias, norm.eps)
 
     elementwise = "triton" if flavour else f"triton (layer norm only; {hidden_act!r} activation in torch)"
-    return PackedOps(attention, dense_act, dense_add_norm, elementwise)
+    return PackedOps(attention, dense_act, dense_add_norm, elementwise, windowed_attention)

@@ -34,12 +34,25 @@ class VarlenBatch:
         return self.lengths
 
 
-def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, varlen: VarlenBatch, scale: float):
-    """Explicit softmax(q k^T * scale) v per sequence, in fp32. Slow; the ground truth for tests."""
+def attention_reference(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, varlen: VarlenBatch, scale: float, window: int | None = None
+):
+    """Explicit softmax(q k^T * scale) v per sequence, in fp32. Slow; the ground truth for tests.
+
+    ``window``: token ``i`` attends only to tokens ``j`` with ``|i - j| <= window`` (sliding-window layers).
+    """
     out = torch.empty_like(q)
     bounds = varlen.cu_seqlens.tolist()
     for start, end in zip(bounds[:-1], bounds[1:]):
         qs, ks, vs = (x[start:end].transpose(0, 1).float() for x in (q, k, v))  # [heads, length, dim]
-        probs = torch.softmax(qs @ ks.transpose(1, 2) * scale, dim=-1)
-        out[start:end] = (probs @ vs).transpose(0, 1).to(q.dtype)
+        scores = qs @ ks.transpose(1, 2) * scale
+        if window is not None:
+            scores = scores.masked_fill(~band_mask(end - start, window, scores.device), float("-inf"))
+        out[start:end] = (torch.softmax(scores, dim=-1) @ vs).transpose(0, 1).to(q.dtype)
     return out
+
+
+def band_mask(length: int, window: int, device: torch.device) -> torch.Tensor:
+    """``[length, length]`` bool, True where ``|i - j| <= window``."""
+    positions = torch.arange(length, device=device)
+    return (positions[:, None] - positions[None, :]).abs() <= window

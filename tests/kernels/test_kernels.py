@@ -11,7 +11,14 @@ import torch
 from crossenc import CrossEncoder
 from crossenc.backends import LoadRequest
 from crossenc.hardware import has_cpu_bf16
-from crossenc.kernels.attention import ATTENTION, CUDA_ONLY, VarlenBatch, attention_reference, select_attention
+from crossenc.kernels.attention import (
+    ATTENTION,
+    CUDA_ONLY,
+    WINDOWED_ATTENTION,
+    VarlenBatch,
+    attention_reference,
+    select_attention,
+)
 from crossenc.kernels.packed_model import architecture_for, build_packed_encoder
 from crossenc.backends.torch_backend.packed import load_packed
 from crossenc.kernels.packing import pack_batch
@@ -39,12 +46,13 @@ def random_batch(lengths: list[int], pad_token_id: int, vocab_size: int, token_t
 
 
 def hf_logits(model, batch: TokenBatch) -> torch.Tensor:
-    types = None if batch.token_type_ids is None else torch.from_numpy(batch.token_type_ids)
+    # DistilBERT and ModernBERT take no token_type_ids at all
+    types = {} if batch.token_type_ids is None else {"token_type_ids": torch.from_numpy(batch.token_type_ids)}
     with torch.inference_mode():
         return model(
             input_ids=torch.from_numpy(batch.input_ids),
             attention_mask=torch.from_numpy(batch.attention_mask),
-            token_type_ids=types,
+            **types,
         ).logits
 
 
@@ -62,17 +70,43 @@ def packed_logits(encoder, batch: TokenBatch, pad_token_id: int) -> torch.Tensor
         )
 
 
-def build_hf(model_type: str, num_labels: int = 1, seed: int = 0):
-    """Tiny random HF classifier: BERT, RoBERTa or XLM-RoBERTa (RoBERTa-style: pad id 1)."""
+TOKEN_TYPES = {"bert", "electra"}  # families whose HF forward takes token_type_ids (with 2 types here)
+
+
+def build_hf(model_type: str, num_labels: int = 1, seed: int = 0, **overrides):
+    """Tiny random HF classifier of ``model_type`` (RoBERTa-style: pad id 1) and its packed encoder.
+
+    ``overrides`` go to the config (ModernBERT: ``classifier_pooling``, ``num_hidden_layers``, ...).
+    """
     import transformers
 
+    torch.manual_seed(seed)
+    if model_type == "distilbert":
+        config = transformers.DistilBertConfig(
+            vocab_size=99, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128,
+            pad_token_id=0, num_labels=num_labels, initializer_range=0.2, **overrides,
+        )  # fmt: skip
+        model = transformers.DistilBertForSequenceClassification(config).eval()
+        return model, build_packed_encoder(model), config.pad_token_id
+    if model_type == "modernbert":
+        # local_attention 16: a half-window of 8 tokens, far shorter than MIXED_LENGTHS' longest rows
+        settings = dict(
+            vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            max_position_embeddings=128, global_attn_every_n_layers=2, local_attention=16, pad_token_id=0,
+            num_labels=num_labels, initializer_range=0.2,
+        )  # fmt: skip
+        config = transformers.ModernBertConfig(**{**settings, **overrides})
+        model = transformers.ModernBertForSequenceClassification(config).eval()
+        return model, build_packed_encoder(model), config.pad_token_id
     classes = {
         "bert": ("BertConfig", "BertForSequenceClassification"),
         "roberta": ("RobertaConfig", "RobertaForSequenceClassification"),
         "xlm-roberta": ("XLMRobertaConfig", "XLMRobertaForSequenceClassification"),
+        "electra": ("ElectraConfig", "ElectraForSequenceClassification"),
     }
     config_class, model_class = (getattr(transformers, name) for name in classes[model_type])
-    roberta_like = model_type != "bert"
+    roberta_like = model_type in ("roberta", "xlm-roberta")
+    extra = {"embedding_size": 16} if model_type == "electra" else {}  # exercises embeddings_project
     config = config_class(
         vocab_size=99,
         hidden_size=32,
@@ -85,21 +119,22 @@ def build_hf(model_type: str, num_labels: int = 1, seed: int = 0):
         num_labels=num_labels,
         initializer_range=0.2,
         hidden_act="gelu",
+        **extra,
+        **overrides,
     )
-    torch.manual_seed(seed)
     model = model_class(config).eval()
     return model, build_packed_encoder(model), config.pad_token_id
 
 
-@pytest.fixture(scope="module", params=["bert", "roberta", "xlm-roberta"])
+@pytest.fixture(scope="module", params=["bert", "roberta", "xlm-roberta", "electra", "distilbert", "modernbert"])
 def hf_and_packed(request):
-    num_labels = 1 if request.param == "bert" else 3
+    num_labels = 1 if request.param in ("bert", "distilbert") else 3
     return request.param, *build_hf(request.param, num_labels=num_labels)
 
 
 def test_packed_matches_hf_fp32(hf_and_packed):
     model_type, model, encoder, pad = hf_and_packed
-    batch = random_batch(MIXED_LENGTHS, pad, 99, token_types=model_type == "bert")
+    batch = random_batch(MIXED_LENGTHS, pad, 99, token_types=model_type in TOKEN_TYPES)
     reference = hf_logits(model, batch)
     assert float(reference.std()) > 1e-3, "random model gives constant logits: the comparison would be vacuous"
     torch.testing.assert_close(packed_logits(encoder, batch, pad), reference, atol=1e-5, rtol=0)
@@ -128,7 +163,7 @@ def test_attention_matches_reference_on_odd_lengths(attention):
 
 def test_batch_invariance_and_length_one(hf_and_packed):
     model_type, _, encoder, pad = hf_and_packed
-    batch = random_batch(MIXED_LENGTHS, pad, 99, token_types=model_type == "bert", seed=2)
+    batch = random_batch(MIXED_LENGTHS, pad, 99, token_types=model_type in TOKEN_TYPES, seed=2)
     together = packed_logits(encoder, batch, pad)
     for row, length in enumerate(MIXED_LENGTHS):
         rows = slice(row, row + 1)
@@ -181,16 +216,21 @@ def test_packed_bf16_close_on_cpu(tiny_model, pairs):
 
 
 def test_unsupported_model_type_is_named(tiny_model, tmp_path):
-    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+    from transformers import AlbertConfig, AlbertForSequenceClassification, ModernBertConfig
 
-    with pytest.raises(ValueError, match="'distilbert'"):
-        architecture_for(DistilBertConfig())
-    config = DistilBertConfig(vocab_size=200, dim=32, n_layers=1, n_heads=2, hidden_dim=64, num_labels=1)
-    DistilBertForSequenceClassification(config).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="'albert'"):
+        architecture_for(AlbertConfig())
+    scaled = ModernBertConfig()
+    scaled.rope_parameters["sliding_attention"]["rope_type"] = "linear"  # the tables would differ from HF's
+    with pytest.raises(ValueError, match="modernbert rotary.*sliding_attention layers use 'linear'.*variant='sdpa'"):
+        architecture_for(scaled)
+    config = AlbertConfig(vocab_size=200, embedding_size=16, hidden_size=32, num_hidden_layers=1,
+                          num_attention_heads=2, intermediate_size=64, num_labels=1)  # fmt: skip
+    AlbertForSequenceClassification(config).save_pretrained(tmp_path)
     for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json"):
         if (tiny_model / name).exists():
             (tmp_path / name).write_bytes((tiny_model / name).read_bytes())
-    with pytest.raises(ValueError, match="model_type.*'distilbert'.*variant='sdpa'"):
+    with pytest.raises(ValueError, match="model_type.*'albert'.*variant='sdpa'"):
         CrossEncoder(str(tmp_path), variant="packed")
 
 
@@ -259,3 +299,72 @@ def test_first_token_attention_matches_reference_and_handles_empty_sequences():
             continue
         probabilities = torch.softmax(torch.einsum("hd,thd->ht", query[index], key[start:end]) * 0.35, dim=-1)
         torch.testing.assert_close(got[index], torch.einsum("ht,thd->hd", probabilities, value[start:end]))
+
+
+# ----------------------------------------------------------------------------- sliding window (ModernBERT)
+@pytest.mark.parametrize("name", sorted(WINDOWED_ATTENTION))
+@pytest.mark.parametrize("window", [0, 2, 8, 100])
+def test_windowed_attention_matches_reference(name, window):
+    torch.manual_seed(0)
+    lengths = np.array([1, 3, 17, 1, 70, 2, 9], dtype=np.int64)
+    cu_seqlens = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+    q, k, v = torch.randn(int(lengths.sum()), 3, 4, 16).unbind(1)
+    varlen = VarlenBatch(cu_seqlens, int(lengths.max()), lengths)
+    expected = attention_reference(q, k, v, VarlenBatch(cu_seqlens, int(lengths.max())), 0.25, window)
+    torch.testing.assert_close(WINDOWED_ATTENTION[name].function(q, k, v, varlen, 0.25, window), expected,
+                               atol=1e-5, rtol=0)  # fmt: skip
+    if window < 69:  # the band changes the 70-token sequence: the test can tell a window from none
+        full = attention_reference(q, k, v, varlen, 0.25)
+        assert float((full - expected).abs().max()) > 1e-2
+
+
+def test_first_token_attention_with_window_sees_only_the_first_window():
+    from crossenc.kernels.packed_model import first_token_attention
+
+    torch.manual_seed(0)
+    lengths = [3, 1, 20]
+    cu_seqlens = torch.tensor(np.concatenate([[0], np.cumsum(lengths)]), dtype=torch.int32)
+    key, value = torch.randn(sum(lengths), 2, 8), torch.randn(sum(lengths), 2, 8)
+    query = torch.randn(len(lengths), 2, 8)
+    got = first_token_attention(query, key, value, cu_seqlens, 0.35, window=4)
+    for index, (start, end) in enumerate(zip(cu_seqlens[:-1].tolist(), cu_seqlens[1:].tolist())):
+        end = min(end, start + 5)  # positions 0..4
+        probabilities = torch.softmax(torch.einsum("hd,thd->ht", query[index], key[start:end]) * 0.35, dim=-1)
+        torch.testing.assert_close(got[index], torch.einsum("ht,thd->hd", probabilities, value[start:end]))
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+@pytest.mark.parametrize("layers", [2, 3])  # 2: the last layer is local; 3: global (every 2nd layer is global)
+def test_modernbert_pooling_and_window_match_hf(pooling, layers):
+    model, encoder, pad = build_hf("modernbert", num_labels=2, classifier_pooling=pooling, num_hidden_layers=layers)
+    assert [layer.window for layer in encoder.layers] == [None, 8, None][:layers]
+    batch = random_batch(MIXED_LENGTHS, pad, 99, token_types=False, seed=4)
+    reference = hf_logits(model, batch)
+    assert float(reference.std()) > 1e-3, "random model gives constant logits: the comparison would be vacuous"
+    torch.testing.assert_close(packed_logits(encoder, batch, pad), reference, atol=1e-5, rtol=0)
+    # with windows wide enough to see every token the long rows change: the comparison above checks the window
+    for layer in encoder.layers:
+        layer.window = None if layer.window is None else 1000
+    assert float((packed_logits(encoder, batch, pad) - reference).abs()[-1].max()) > 1e-3
+
+
+def test_modernbert_graph_inputs_with_dummy_and_empty_sequences_keep_logits():
+    """Mean pooling and the windowed first-token path ignore the spare rows a CUDA graph adds, here on CPU."""
+    from crossenc.backends.torch_backend.cuda_graphs import CudaGraphRunner
+
+    for pooling in ("cls", "mean"):
+        _, encoder, pad = build_hf("modernbert", classifier_pooling=pooling)
+        batch = random_batch([5, 1, 30], pad, 99, token_types=False, seed=5)
+        tokens = pack_batch(batch, "absolute", pad)
+        eager = packed_logits(encoder, batch, pad)
+        encoder.ops = replace(encoder.ops, attention=ATTENTION["reference"], windowed_attention=WINDOWED_ATTENTION[
+            "reference-window"])  # fmt: skip
+        graph_safe = replace(encoder.ops.attention, graph_safe=True)  # only to build the runner; not captured here
+        encoder.ops = replace(encoder.ops, attention=graph_safe, windowed_attention=replace(
+            encoder.ops.windowed_attention, graph_safe=True))  # fmt: skip
+        runner = CudaGraphRunner(encoder, torch.device("cpu"), max_seqlen=64, max_batch=8, buckets=(128,),
+                                 pad_token_id=pad, pad_position=0)  # fmt: skip
+        host = {name: torch.from_numpy(array) for name, array in runner._host_inputs(tokens, 128).items()}
+        with torch.inference_mode():
+            logits = runner._forward(host)
+        torch.testing.assert_close(logits[:3], eager, atol=1e-5, rtol=0)

@@ -20,7 +20,7 @@ import torch
 
 from crossenc.backends.torch_backend.in_flight import host_tensor
 from crossenc.kernels.attention import VarlenBatch
-from crossenc.kernels.packed_model import PackedEncoder
+from crossenc.kernels.packed_model import PackedEncoder, PackedModernBertEncoder
 from crossenc.kernels.packing import PackedTokens
 from crossenc.predictor import running_offsets
 
@@ -49,7 +49,7 @@ class CudaGraphRunner:
 
     def __init__(
         self,
-        encoder: PackedEncoder,
+        encoder: PackedEncoder | PackedModernBertEncoder,
         device: torch.device,
         *,
         max_seqlen: int,
@@ -59,8 +59,9 @@ class CudaGraphRunner:
         pad_position: int,
         pin_inputs: bool = False,
     ) -> None:
-        if not encoder.ops.attention.graph_safe:
-            raise ValueError(f"attention {encoder.ops.attention.name!r} reads host lengths; it cannot run in a graph")
+        for attention in (encoder.ops.attention, encoder.ops.windowed_attention):
+            if attention is not None and not attention.graph_safe:
+                raise ValueError(f"attention {attention.name!r} reads host lengths; it cannot run in a graph")
         self.encoder, self.device = encoder, device
         self.max_seqlen, self.max_batch, self.buckets = max_seqlen, max_batch, buckets
         self.max_sequences = max_batch + math.ceil(buckets[-1] / max_seqlen) + 1

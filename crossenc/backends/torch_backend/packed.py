@@ -32,9 +32,14 @@ from crossenc.backends.torch_backend.in_flight import (
 from crossenc.backends.torch_backend.threads import set_default_threads
 from crossenc.hardware import has_cpu_bf16
 from crossenc.inputs import check_flag
-from crossenc.kernels.attention import AttentionChoice, VarlenBatch, select_attention
+from crossenc.kernels.attention import AttentionChoice, VarlenBatch, select_attention, select_windowed_attention
 from crossenc.kernels.ops import PackedOps, torch_ops, triton_ops
-from crossenc.kernels.packed_model import PackedEncoder, architecture_for, build_packed_encoder
+from crossenc.kernels.packed_model import (
+    PackedEncoder,
+    PackedModernBertEncoder,
+    architecture_for,
+    build_packed_encoder,
+)
 from crossenc.kernels.packing import PackedTokens, pack_batch
 from crossenc.kernels.triton_support import triton_available
 from crossenc.predictor import PackedTokenBatch, PredictorInfo, TokenBatch
@@ -63,7 +68,7 @@ class PackedPredictor(InFlightPredictions):
 
     def __init__(
         self,
-        encoder: PackedEncoder,
+        encoder: PackedEncoder | PackedModernBertEncoder,
         info: PredictorInfo,
         position_style: str,
         pad_token_id: int,
@@ -130,9 +135,13 @@ def _check_device(device: str, variant: str) -> torch.device:
 
 
 def _choose_ops(
-    encoder: PackedEncoder, device: torch.device, dtype: torch.dtype, options: dict[str, Any]
+    encoder: PackedEncoder | PackedModernBertEncoder, device: torch.device, dtype: torch.dtype, options: dict[str, Any]
 ) -> tuple[PackedOps, str]:
-    """(ops, note on Triton) for this device: Triton only on CUDA, when importable and asked for."""
+    """(ops, note on Triton) for this device: Triton only on CUDA, when importable and asked for.
+
+    Models with sliding-window layers (ModernBERT) also get a windowed attention; their pre-norm
+    GLU layers keep torch element-wise ops (only the attention may be Triton).
+    """
     note = "not requested"
     use_triton = bool(options["use_triton"])
     if use_triton and device.type != "cuda":
@@ -140,16 +149,19 @@ def _choose_ops(
     elif use_triton and not triton_available():
         note, use_triton = "on, but triton does not import (pip install 'crossenc[gpu]'): torch ops used", False
     attention: AttentionChoice = select_attention(device, dtype, encoder.head_dim, use_triton, options["attention"])
+    windowed = select_windowed_attention(device) if encoder.has_local_layers else None
     if use_triton:
         import triton
 
         note = f"triton {triton.__version__}"
-        return triton_ops(attention, encoder.activation, encoder.hidden_act), note
-    return torch_ops(attention, encoder.activation), note
+        if encoder.fused_tails:
+            return triton_ops(attention, encoder.activation, encoder.hidden_act, windowed), note
+        note += " (attention only: this model's pre-norm GLU layers have no fused Triton tails)"
+    return torch_ops(attention, encoder.activation, windowed), note
 
 
 def _graph_runner(
-    encoder: PackedEncoder,
+    encoder: PackedEncoder | PackedModernBertEncoder,
     device: torch.device,
     options: dict[str, Any],
     request: LoadRequest,
@@ -161,8 +173,9 @@ def _graph_runner(
         return None, "off"
     if device.type != "cuda":
         return None, "on, but CUDA graphs need a CUDA device: eager"
-    if not encoder.ops.attention.graph_safe:
-        return None, f"on, but attention {encoder.ops.attention.name!r} is not capturable: eager"
+    for attention in (encoder.ops.attention, encoder.ops.windowed_attention):
+        if attention is not None and not attention.graph_safe:
+            return None, f"on, but attention {attention.name!r} is not capturable: eager"
     buckets = token_buckets(512, max(512, options["graph_max_tokens"]))
     runner = CudaGraphRunner(
         encoder,
@@ -175,6 +188,13 @@ def _graph_runner(
         pin_inputs=options["pin_inputs"],
     )
     return runner, f"on: lazy capture per token bucket {list(buckets)}, up to {options['graph_max_batch']} sequences"
+
+
+def _windowed_details(windowed: AttentionChoice | None) -> dict[str, str]:
+    """``windowed_attention`` (+ note) for models with sliding-window layers; nothing otherwise."""
+    if windowed is None:
+        return {}
+    return {"windowed_attention": windowed.name, **({"windowed_attention_note": windowed.note} if windowed.note else {})}
 
 
 def load_packed(request: LoadRequest) -> PackedPredictor:
@@ -196,6 +216,7 @@ def load_packed(request: LoadRequest) -> PackedPredictor:
     details: dict[str, Any] = {
         "attention": encoder.ops.attention.name,
         **({"attention_note": encoder.ops.attention.note} if encoder.ops.attention.note else {}),
+        **_windowed_details(encoder.ops.windowed_attention),
         "elementwise": encoder.ops.elementwise,
         "triton": triton_note,
         "cuda_graphs": graph_status,
