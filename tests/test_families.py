@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 
 from crossenc import CrossEncoder
 from crossenc.bench.results import results_dir
-from crossenc.support import FP32_TOLERANCE, SAMPLE_PAIRS, support_matrix
+from crossenc.hardware import has_cpu_bf16
+from crossenc.support import FP32_TOLERANCE, REFERENCE, SAMPLE_PAIRS, support_matrix
 from tests.families import FAMILIES, build_family_model
 from tests.support_table import BEGIN, END, README, render_table
 
 st = pytest.importorskip("sentence_transformers")
 ODD_PAIRS = list(SAMPLE_PAIRS)  # an empty query and document, one-letter texts, one past max_length
-PACKED_FAMILIES = {"bert", "roberta", "xlm-roberta"}
+PACKED_FAMILIES = {"bert", "roberta", "xlm-roberta", "electra", "distilbert", "modernbert"}
+NEW_PACKED_FAMILIES = ["electra", "distilbert", "modernbert"]  # issue #14 part 4
 FP32_CELLS = [("torch", "sdpa"), ("torch", "eager"), ("torch", "packed"), ("onnx", "plain"), ("openvino", "fp32")]
 
 
@@ -61,6 +64,47 @@ def test_fp32_backends_match_or_refuse(family_models, family, tmp_path, monkeypa
     assert {(c.backend, c.variant): c.status for c in cells} == {key: statuses[key] for key in FP32_CELLS}
 
 
+def _eager_reference(folder: str, pairs: list[tuple[str, str]]) -> np.ndarray:
+    """The plain Hugging Face forward in fp32 (crossenc.support's reference for every cell)."""
+    return CrossEncoder(folder, backend=REFERENCE[0], variant=REFERENCE[1], device="cpu").predict_logits(pairs)
+
+
+@pytest.mark.parametrize("family", NEW_PACKED_FAMILIES)
+def test_packed_matches_the_hf_forward(family_models, family):
+    """Odd pairs (empty query/document, one-letter texts, one past max_length) and mixed lengths, one batch."""
+    folder = str(family_models[family])
+    expected = _eager_reference(folder, ODD_PAIRS)
+    assert float(expected.std()) > 1e-3, "random model gives constant logits: the comparison would be vacuous"
+    encoder = CrossEncoder(folder, device="cpu", variant="packed")
+    assert encoder.info()["is_padded"] is False
+    np.testing.assert_allclose(encoder.predict_logits(ODD_PAIRS, batch_size=len(ODD_PAIRS)), expected, atol=1e-5, rtol=0)
+    one_at_a_time = np.concatenate([encoder.predict_logits([pair]) for pair in ODD_PAIRS])
+    np.testing.assert_allclose(one_at_a_time, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.skipif(not has_cpu_bf16(), reason="CPU lacks AVX512_BF16/AMX")
+@pytest.mark.parametrize("family", NEW_PACKED_FAMILIES)
+def test_packed_bf16_close_to_the_hf_forward(family_models, family):
+    folder = str(family_models[family])
+    encoder = CrossEncoder(folder, device="cpu", variant="packed-bf16")
+    assert encoder.info()["precision"] == "bf16"
+    assert np.abs(encoder.predict_logits(ODD_PAIRS) - _eager_reference(folder, ODD_PAIRS)).max() < 5e-2
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_packed_modernbert_pooling_with_sequences_longer_than_the_window(family_models, tmp_path, pooling):
+    """The tiny ModernBERT has local_attention 16 and its long pair fills 128 tokens: the window matters."""
+    folder = tmp_path / "modernbert"
+    shutil.copytree(family_models["modernbert"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["local_attention"] < 128 and config["global_attn_every_n_layers"] == 2
+    (folder / "config.json").write_text(json.dumps({**config, "classifier_pooling": pooling}))
+    expected = _eager_reference(str(folder), ODD_PAIRS)
+    encoder = CrossEncoder(str(folder), device="cpu", variant="packed")
+    assert encoder.info()["details"]["windowed_attention"] == "sdpa-auto-window"
+    np.testing.assert_allclose(encoder.predict_logits(ODD_PAIRS), expected, atol=1e-5, rtol=0)
+
+
 def test_committed_matrix_has_no_crash_and_the_readme_shows_it():
     payload = _committed_matrix()
     assert set(payload["families"]) == set(FAMILIES)
@@ -76,7 +120,7 @@ def _committed_matrix() -> dict:
 def test_support_command(family_models, capsys):
     from crossenc.cli import main
 
-    assert main(["support", str(family_models["electra"]), "--variants", "torch:sdpa,torch:packed,torch:fp16"]) == 0
+    assert main(["support", str(family_models["albert"]), "--variants", "torch:sdpa,torch:packed,torch:fp16"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert all(len(line) <= 80 for line in lines)
     assert [line.split()[2] for line in lines[1:4]] == ["ok", "refused", "not"]
