@@ -105,6 +105,17 @@ def test_packed_modernbert_pooling_with_sequences_longer_than_the_window(family_
     np.testing.assert_allclose(encoder.predict_logits(ODD_PAIRS), expected, atol=1e-5, rtol=0)
 
 
+def test_packed_modernbert_windowed_attention_option(family_models):
+    folder = str(family_models["modernbert"])
+    expected = _eager_reference(folder, ODD_PAIRS)
+    options = {"windowed_attention": "sdpa-per-sequence-window"}
+    encoder = CrossEncoder(folder, device="cpu", variant="packed", backend_kwargs=options)
+    assert encoder.info()["details"]["windowed_attention"] == "sdpa-per-sequence-window"
+    np.testing.assert_allclose(encoder.predict_logits(ODD_PAIRS), expected, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="unknown windowed_attention 'nope'"):
+        CrossEncoder(folder, device="cpu", variant="packed", backend_kwargs={"windowed_attention": "nope"})
+
+
 def test_committed_matrix_has_no_crash_and_the_readme_shows_it():
     payload = _committed_matrix()
     assert set(payload["families"]) == set(FAMILIES)

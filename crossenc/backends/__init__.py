@@ -115,7 +115,8 @@ class Backend:
 
 
 _TORCH_PACKED_OPTIONS = frozenset(
-    {"use_triton", "cuda_graphs", "attention", "graph_max_tokens", "graph_max_batch", "in_flight", "pin_inputs"}
+    {"use_triton", "cuda_graphs", "attention", "windowed_attention", "graph_max_tokens", "graph_max_batch",
+     "in_flight", "pin_inputs"}
 )
 
 

@@ -181,6 +181,33 @@ def attention_triton(q, k, v, varlen: VarlenBatch, scale: float) -> torch.Tensor
     return varlen_attention(q, k, v, varlen.cu_seqlens, varlen.max_seqlen, scale)
 
 
+def attention_flash_attn_window(q, k, v, varlen: VarlenBatch, scale: float, window: int) -> torch.Tensor:
+    """flash-attn's varlen kernel with ``window_size=(window, window)`` (inclusive on both sides, as HF's mask)."""
+    from flash_attn import flash_attn_varlen_func
+
+    cu = varlen.cu_seqlens
+    return flash_attn_varlen_func(
+        q, k, v, cu, cu, varlen.max_seqlen, varlen.max_seqlen, softmax_scale=scale, window_size=(window, window)
+    )
+
+
+def attention_torch_varlen_window(q, k, v, varlen: VarlenBatch, scale: float, window: int) -> torch.Tensor:
+    """torch's ``varlen_attn`` with ``window_size=(window, window)``."""
+    from torch.nn.attention.varlen import varlen_attn
+
+    cu = varlen.cu_seqlens
+    return varlen_attn(
+        q, k, v, cu, cu, varlen.max_seqlen, varlen.max_seqlen, scale=scale, window_size=(window, window)
+    )
+
+
+def attention_triton_window(q, k, v, varlen: VarlenBatch, scale: float, window: int) -> torch.Tensor:
+    """crossenc's Triton varlen kernel, reading only the key blocks of each query block's band."""
+    from crossenc.kernels.triton_attention import varlen_attention
+
+    return varlen_attention(q, k, v, varlen.cu_seqlens, varlen.max_seqlen, scale, window)
+
+
 ATTENTION: dict[str, AttentionChoice] = {
     choice.name: choice
     for choice in (
@@ -202,9 +229,15 @@ WINDOWED_ATTENTION: dict[str, AttentionChoice] = {
         AttentionChoice("sdpa-per-sequence-window", attention_per_sequence_window, graph_safe=False),
         AttentionChoice("sdpa-padded-window", attention_padded_window, graph_safe=False),
         AttentionChoice("sdpa-auto-window", attention_auto_window, graph_safe=False),
+        AttentionChoice("flash-attn-varlen-window", attention_flash_attn_window, graph_safe=True),
+        AttentionChoice("torch-varlen-window", attention_torch_varlen_window, graph_safe=True),
+        AttentionChoice("triton-varlen-window", attention_triton_window, graph_safe=True),
     )
 }
-CUDA_ONLY = frozenset({"flash-attn-varlen", "torch-varlen", "triton-varlen"})
+CUDA_ONLY = frozenset(
+    {"flash-attn-varlen", "torch-varlen", "triton-varlen"}
+    | {"flash-attn-varlen-window", "torch-varlen-window", "triton-varlen-window"}
+)
 CPU_DEFAULT = "sdpa-auto"  # measured on CPU, see select_attention
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 
@@ -271,36 +304,58 @@ def _cuda_candidates(device: torch.device, dtype: torch.dtype, head_dim: int, us
     return candidates + ["sdpa-nested-jagged"]
 
 
-def _self_test(choice: AttentionChoice, device: torch.device, dtype: torch.dtype, head_dim: int) -> str | None:
-    """Run ``choice`` once on a tiny batch; the problem as text, or None when it matches the reference."""
+def _self_test(
+    choice: AttentionChoice, device: torch.device, dtype: torch.dtype, head_dim: int, window: int | None = None
+) -> str | None:
+    """Run ``choice`` once on a tiny batch; the problem as text, or None when it matches the reference.
+
+    ``window``: test a windowed attention with this half-width (the 70-token sequence exceeds small ones).
+    """
     lengths = np.array([3, 1, 70], dtype=np.int64)
     cu_seqlens = torch.tensor([0, 3, 4, 74], dtype=torch.int32, device=device)
     generator = torch.Generator(device="cpu").manual_seed(0)
     q, k, v = torch.randn(74, 3, 2, head_dim, generator=generator).to(device=device, dtype=dtype).unbind(1)
+    windowed = () if window is None else (window,)
     try:
-        got = choice.function(q, k, v, VarlenBatch(cu_seqlens, 70, lengths), head_dim**-0.5)
+        got = choice.function(q, k, v, VarlenBatch(cu_seqlens, 70, lengths), head_dim**-0.5, *windowed)
     except Exception as error:  # missing kernel for this GPU/dtype, bad install, ...
         return f"{type(error).__name__}: {str(error)[:200]}"
-    expected = attention_reference(q, k, v, VarlenBatch(cu_seqlens, 70, lengths), head_dim**-0.5)
+    expected = attention_reference(q, k, v, VarlenBatch(cu_seqlens, 70, lengths), head_dim**-0.5, window)
     error = float((got.float() - expected.float()).abs().max())
     tolerance = 1e-4 if dtype == torch.float32 else 2e-2
     return None if error <= tolerance else f"max abs error {error:.1e} > {tolerance:.0e}"
 
 
-def select_windowed_attention(device: torch.device, requested: str | None = None) -> AttentionChoice:
+def select_windowed_attention(
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+    head_dim: int = 64,
+    use_triton: bool = False,
+    requested: str | None = None,
+    window: int = 64,
+) -> AttentionChoice:
     """The sliding-window attention for ``device``, or ``requested`` by name from :data:`WINDOWED_ATTENTION`.
 
-    All are torch SDPA with a band mask: CPU gets ``sdpa-auto-window`` (the split of ``sdpa-auto``);
-    CUDA gets ``sdpa-padded-window``, correct but not CUDA-graph capturable (it reads host lengths)
-    and not a varlen flash kernel: no windowed varlen kernel is wired in yet.
+    CPU: ``sdpa-auto-window`` (band-masked SDPA with the split of ``sdpa-auto``). CUDA: the
+    candidates of :func:`select_attention` with ``window_size`` (Triton when asked for, flash-attn,
+    torch's varlen flash), each self-tested at ``window`` against the reference first; if none
+    passes, ``sdpa-padded-window``: correct, but it reads host lengths, so CUDA graphs stay off.
     """
     if requested is not None:
         if requested not in WINDOWED_ATTENTION:
             raise ValueError(f"unknown windowed attention {requested!r}; choose one of {sorted(WINDOWED_ATTENTION)}")
+        if requested in CUDA_ONLY and device.type != "cuda":
+            raise ValueError(f"attention {requested!r} needs a CUDA device; on {device.type} use 'sdpa-auto-window'")
         return WINDOWED_ATTENTION[requested]
     if device.type != "cuda":
         return WINDOWED_ATTENTION["sdpa-auto-window"]
-    return replace(
-        WINDOWED_ATTENTION["sdpa-padded-window"],
-        note="torch fallback: no windowed varlen flash/Triton kernel yet; CUDA graphs stay off for local layers",
-    )
+    rejected = []
+    for name in _cuda_candidates(device, dtype, head_dim, use_triton):
+        if f"{name}-window" not in WINDOWED_ATTENTION:
+            continue  # nested-tensor SDPA takes no mask
+        problem = _self_test(WINDOWED_ATTENTION[f"{name}-window"], device, dtype, head_dim, min(window, 16))
+        if problem is None:
+            return replace(WINDOWED_ATTENTION[f"{name}-window"], note="; ".join(rejected))
+        rejected.append(f"{name}-window: {problem}")
+    rejected.append("torch fallback: no windowed varlen kernel passed; CUDA graphs stay off")
+    return replace(WINDOWED_ATTENTION["sdpa-padded-window"], note="; ".join(rejected))

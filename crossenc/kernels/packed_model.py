@@ -357,6 +357,7 @@ class PackedModernBertEncoder(nn.Module):
         self.classifier = hf_model.classifier
         self.pooling = config.classifier_pooling
         self.has_local_layers = any(layer.window is not None for layer in self.layers)
+        self.window = window  # half-width of the local layers' band
         self.activation = self.layers[0].mlp.act
         self.hidden_act = None
         self.position_style = architecture.position_style

@@ -18,6 +18,7 @@ from crossenc.kernels.attention import (
     VarlenBatch,
     attention_reference,
     select_attention,
+    select_windowed_attention,
 )
 from crossenc.kernels.packed_model import architecture_for, build_packed_encoder
 from crossenc.backends.torch_backend.packed import load_packed
@@ -302,7 +303,7 @@ def test_first_token_attention_matches_reference_and_handles_empty_sequences():
 
 
 # ----------------------------------------------------------------------------- sliding window (ModernBERT)
-@pytest.mark.parametrize("name", sorted(WINDOWED_ATTENTION))
+@pytest.mark.parametrize("name", sorted(set(WINDOWED_ATTENTION) - CUDA_ONLY))
 @pytest.mark.parametrize("window", [0, 2, 8, 100])
 def test_windowed_attention_matches_reference(name, window):
     torch.manual_seed(0)
@@ -316,6 +317,21 @@ def test_windowed_attention_matches_reference(name, window):
     if window < 69:  # the band changes the 70-token sequence: the test can tell a window from none
         full = attention_reference(q, k, v, varlen, 0.25)
         assert float((full - expected).abs().max()) > 1e-2
+
+
+def test_windowed_attention_choice_on_cpu():
+    from crossenc.kernels.attention import AttentionChoice, _self_test
+
+    cpu = torch.device("cpu")
+    assert select_windowed_attention(cpu).name == "sdpa-auto-window"
+    with pytest.raises(ValueError, match="triton-varlen-window.*CUDA"):
+        select_windowed_attention(cpu, requested="triton-varlen-window")
+    with pytest.raises(ValueError, match="unknown windowed attention 'nope'"):
+        select_windowed_attention(cpu, requested="nope")
+    assert _self_test(WINDOWED_ATTENTION["sdpa-padded-window"], cpu, torch.float32, 16, window=4) is None
+    no_band = AttentionChoice("no-band", lambda q, k, v, varlen, scale, window: attention_reference(
+        q, k, v, varlen, scale), graph_safe=True)  # fmt: skip
+    assert "max abs error" in _self_test(no_band, cpu, torch.float32, 16, window=4)
 
 
 def test_first_token_attention_with_window_sees_only_the_first_window():

@@ -107,6 +107,19 @@ def test_varlen_attention(kernels, head_dim, lengths):
     torch.testing.assert_close(module.varlen_attention(*args), expected, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("window", [0, 5, 64, 100])
+@pytest.mark.parametrize("lengths", [[1], [3, 17, 65, 129, 64, 200]], ids=["single-token", "odd-and-block-edges"])
+def test_varlen_attention_with_window(kernels, lengths, window):
+    """Band |i - j| <= window, including windows that skip whole key blocks (200 tokens, window 5)."""
+    module = kernels["triton_attention"]
+    torch.manual_seed(3)
+    cu_seqlens = cu_seqlens_of(lengths)
+    q, k, v = torch.randn(sum(lengths), 3, 2, 32).unbind(1)
+    args = (q, k, v, cu_seqlens, max(lengths), 32**-0.5)
+    expected = module.varlen_attention_reference(*args, window)
+    torch.testing.assert_close(module.varlen_attention(*args, window), expected, atol=1e-5, rtol=0)
+
+
 def test_varlen_attention_rejects_other_head_sizes(kernels):
     q = torch.zeros(4, 2, 16)
     with pytest.raises(ValueError, match="head_dim 16"):

@@ -7,7 +7,8 @@ and runs :class:`~crossenc.kernels.packed_model.PackedEncoder` on the real token
 ``request.options`` (``backend_kwargs`` of ``CrossEncoder``):
 ``use_triton`` (True for ``packed-fp16`` on CUDA) Triton bias+GELU, residual+LayerNorm and attention kernels on CUDA;
 ``cuda_graphs`` (True for ``packed-fp16`` on CUDA) replay one CUDA graph per token bucket; ``attention`` (None) force an
-implementation from ``crossenc.kernels.attention.ATTENTION``; ``graph_max_tokens`` (32768)
+implementation from ``crossenc.kernels.attention.ATTENTION``; ``windowed_attention`` (None) the same for
+sliding-window layers (ModernBERT), from ``WINDOWED_ATTENTION``; ``graph_max_tokens`` (32768)
 largest graph bucket; ``graph_max_batch`` (256) most sequences per graph batch; ``in_flight`` (2 on
 CUDA, else 1) batches queued on the GPU before the oldest one's logits are read (:mod:`.in_flight`);
 ``pin_inputs`` (False) copy inputs to the GPU through pinned memory (:func:`.in_flight.host_tensor`).
@@ -32,7 +33,13 @@ from crossenc.backends.torch_backend.in_flight import (
 from crossenc.backends.torch_backend.threads import set_default_threads
 from crossenc.hardware import has_cpu_bf16
 from crossenc.inputs import check_flag
-from crossenc.kernels.attention import AttentionChoice, VarlenBatch, select_attention, select_windowed_attention
+from crossenc.kernels.attention import (
+    WINDOWED_ATTENTION,
+    AttentionChoice,
+    VarlenBatch,
+    select_attention,
+    select_windowed_attention,
+)
 from crossenc.kernels.ops import PackedOps, torch_ops, triton_ops
 from crossenc.kernels.packed_model import (
     PackedEncoder,
@@ -53,6 +60,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "use_triton": False,
     "cuda_graphs": False,
     "attention": None,
+    "windowed_attention": None,
     "graph_max_tokens": 32768,
     "graph_max_batch": 256,
     "in_flight": DEFAULT_IN_FLIGHT,
@@ -118,6 +126,10 @@ def _parse_options(options: dict[str, Any], device: str, dtype: torch.dtype) -> 
     for name in ("graph_max_tokens", "graph_max_batch"):
         if not isinstance(parsed[name], int) or parsed[name] <= 0:
             raise ValueError(f"{name} must be a positive integer, got {parsed[name]!r}")
+    if parsed["windowed_attention"] is not None and parsed["windowed_attention"] not in WINDOWED_ATTENTION:
+        raise ValueError(
+            f"unknown windowed_attention {parsed['windowed_attention']!r}; choose one of {sorted(WINDOWED_ATTENTION)}"
+        )
     check_depth(parsed["in_flight"])
     check_flag("pin_inputs", parsed["pin_inputs"])
     return parsed
@@ -149,7 +161,11 @@ def _choose_ops(
     elif use_triton and not triton_available():
         note, use_triton = "on, but triton does not import (pip install 'crossenc[gpu]'): torch ops used", False
     attention: AttentionChoice = select_attention(device, dtype, encoder.head_dim, use_triton, options["attention"])
-    windowed = select_windowed_attention(device) if encoder.has_local_layers else None
+    windowed = None
+    if encoder.has_local_layers:
+        windowed = select_windowed_attention(
+            device, dtype, encoder.head_dim, use_triton, options["windowed_attention"], encoder.window
+        )
     if use_triton:
         import triton
 
