@@ -77,7 +77,8 @@ def test_packed_matches_the_hf_forward(family_models, family):
     assert float(expected.std()) > 1e-3, "random model gives constant logits: the comparison would be vacuous"
     encoder = CrossEncoder(folder, device="cpu", variant="packed")
     assert encoder.info()["is_padded"] is False
-    np.testing.assert_allclose(encoder.predict_logits(ODD_PAIRS, batch_size=len(ODD_PAIRS)), expected, atol=1e-5, rtol=0)
+    together = encoder.predict_logits(ODD_PAIRS, batch_size=len(ODD_PAIRS))
+    np.testing.assert_allclose(together, expected, atol=1e-5, rtol=0)
     one_at_a_time = np.concatenate([encoder.predict_logits([pair]) for pair in ODD_PAIRS])
     np.testing.assert_allclose(one_at_a_time, expected, atol=1e-5, rtol=0)
 

@@ -271,7 +271,7 @@ class PackedEncoder(nn.Module):
 
 # ----------------------------------------------------------------------------- ModernBERT
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotary embedding of ``x`` [tokens, heads, dim] with per-token ``cos``/``sin`` [tokens, dim], as HF does it (fp32)."""
+    """Rotary embedding of ``x`` [tokens, heads, dim] with per-token ``cos``/``sin`` [tokens, dim], in fp32 as HF."""
     cos, sin, x32 = cos[:, None, :], sin[:, None, :], x.float()
     half = x.shape[-1] // 2
     rotated = torch.cat((-x32[..., half:], x32[..., :half]), dim=-1)
@@ -279,7 +279,7 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 class PackedModernBertLayer(nn.Module):
-    """One pre-norm ModernBERT layer on packed tokens: fused Wqkv, rotary q/k, global or sliding-window attention, GLU MLP."""
+    """One pre-norm ModernBERT layer on packed tokens: fused Wqkv, rotary q/k, global or windowed attention, GLU MLP."""
 
     def __init__(self, hf_layer: nn.Module, num_heads: int, window: int) -> None:
         super().__init__()

@@ -210,7 +210,10 @@ def _windowed_details(windowed: AttentionChoice | None) -> dict[str, str]:
     """``windowed_attention`` (+ note) for models with sliding-window layers; nothing otherwise."""
     if windowed is None:
         return {}
-    return {"windowed_attention": windowed.name, **({"windowed_attention_note": windowed.note} if windowed.note else {})}
+    details = {"windowed_attention": windowed.name}
+    if windowed.note:
+        details["windowed_attention_note"] = windowed.note
+    return details
 
 
 def load_packed(request: LoadRequest) -> PackedPredictor:
