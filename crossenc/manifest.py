@@ -140,14 +140,15 @@ def unverified_error(folder: Path, manifest: dict[str, Any], what: str, remedy: 
 
 
 def check_manifest(
-    folder: Path, files: list[str] | None = None, allow_unverified: bool = False
+    folder: Path, files: list[str] | None = None, allow_unverified: bool = False, remedy: str = "re-export it"
 ) -> dict[str, Any] | None:
     """Verify hashes of ``files`` (default: every file listed) against the manifest, if one exists.
 
     Raises ArtifactIntegrityError naming the first missing or modified file. An artifact whose
     manifest says it failed (or skipped) verification raises VerificationFailed naming the missed
-    metrics, unless ``allow_unverified`` (the backends' ``allow_unverified`` option): then it only
-    warns (UnverifiedArtifactWarning). Returns the manifest (None when the folder has none).
+    metrics and ``remedy`` (what to do instead), unless ``allow_unverified`` (the backends'
+    ``allow_unverified`` option): then it only warns (UnverifiedArtifactWarning). Returns the
+    manifest (None when the folder has none).
     """
     manifest = read_manifest(folder)
     if manifest is None:
@@ -165,7 +166,7 @@ def check_manifest(
             )
     if not manifest.get("verified", False):
         if not allow_unverified:
-            raise unverified_error(folder, manifest, "the artifact", "re-export it")
+            raise unverified_error(folder, manifest, "the artifact", remedy)
         warnings.warn(
             f"{folder} was exported without passing verification ({'; '.join(verification_failures(manifest))}); "
             "using it because allow_unverified=True",

@@ -141,3 +141,26 @@ def test_support_command(family_models, capsys):
     cells = json.loads(capsys.readouterr().out)
     assert cells[0]["status"] == "ok" and cells[0]["max_abs_error"] <= FP32_TOLERANCE
     assert main(["support", str(family_models["bert"]), "--variants", "torch:nope"]) == 2
+
+
+# one family per graph shape runs by default (post-norm LayerNorm; pre-norm LayerNorm + GeGLU; RMSNorm + SwiGLU)
+NORM_SHAPES = {"bert", "modernbert", "qwen3"}
+
+
+@pytest.mark.parametrize("family", [name if name in NORM_SHAPES else pytest.param(name, marks=pytest.mark.slow)
+                                    for name in FAMILIES])
+def test_openvino_int8_keeps_float_only_part_of_the_graph(family_models, family):
+    """The default keep-float scopes find each family's layers (LayerNorm or RMSNorm): the head stays float and
+    some MatMuls are left to quantize (Qwen3's RMSNorms once put every MatMul in the 'last layer')."""
+    pytest.importorskip("openvino")
+    from crossenc.exporters.base import as_source
+    from crossenc.exporters.openvino import convert_model
+    from crossenc.exporters.openvino_quantize import DEFAULT_KEEP_FLOAT, float_scope_nodes
+
+    source = as_source(str(family_models[family]))
+    ov_model, _ = convert_model(source, source.load_config())
+    matmuls = [op.get_friendly_name() for op in ov_model.get_ordered_ops() if op.get_type_name() == "MatMul"]
+    kept = set(float_scope_nodes(ov_model, DEFAULT_KEEP_FLOAT))
+    assert matmuls[-1] in kept  # the classifier
+    assert set(float_scope_nodes(ov_model, ("head",))) and set(float_scope_nodes(ov_model, ("head",))) <= kept
+    assert [name for name in matmuls if name not in kept], f"{family}: every MatMul kept in float"

@@ -260,7 +260,10 @@ def load(request: LoadRequest) -> OnnxPredictor:
         folder = path.parent
     if not path.is_file():
         raise ArtifactIntegrityError(f"{path} is named by the manifest in {folder} but missing; re-export the model")
-    manifest = check_manifest(folder, allow_unverified=request.flag("allow_unverified")) if read_manifest(folder) is not None else None
+    remedy = ("load its source checkpoint with variant='optimized' or 'plain' instead, or re-export it"
+              if variant in ("int8", "fp16") else "re-export it, or load its source checkpoint with backend='torch'")
+    manifest = (check_manifest(folder, allow_unverified=request.flag("allow_unverified"), remedy=remedy)
+                if read_manifest(folder) is not None else None)
     if manifest is not None and manifest.get("format") != "onnx":
         manifest = None
     session = create_session(path, request.options, providers)

@@ -57,6 +57,12 @@ PRECISE_OP_TYPES = frozenset({"MVN", "Add", "Multiply"})
 INPUT_TYPES = {"i64": np.int64, "i32": np.int32}
 TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
+# what a refusal of an IR that failed verification tells the user to do instead
+UNVERIFIED_REMEDY = {
+    "int8": "load its source checkpoint with variant='bf16' or 'fp32' instead, or re-export it with other int8 "
+            "settings (--keep-float, --calibration)",
+    "fp32": "re-export it, or load its source checkpoint with backend='torch' instead",
+}
 MIN_ROWS_PER_SPLIT = 4  # split_batches: smaller pieces cost more in overhead than they gain
 
 
@@ -79,11 +85,13 @@ def variant_kind(variant: str) -> str:
 def check_kind(xml_path: Path, variant: str) -> None:
     """A named IR must match the variant: an int8 graph does not run as 'fp32' and vice versa."""
     kind = ir_kind(xml_path)
+    # the path follows words naming the file: a message with its paths stripped (support table) still says what
     if kind == "int8" and variant != "int8":
-        raise ValueError(f"{xml_path} is an int8 (FakeQuantize) IR; load it with variant='int8'")
+        raise ValueError(f"the OpenVINO IR {xml_path} is an int8 (FakeQuantize) IR; load it with variant='int8'")
     if kind != "int8" and variant == "int8":
         raise ValueError(
-            f"{xml_path} is not quantized; load it with variant='fp32' or 'bf16', or make an int8 IR with "
+            f"the OpenVINO IR {xml_path} is not quantized (no FakeQuantize nodes), so it cannot run as variant "
+            "'int8'; load it with variant='fp32' or 'bf16', or make an int8 IR with "
             "crossenc export openvino MODEL OUT --quantize int8"
         )
 
@@ -133,7 +141,8 @@ def check_integrity(xml_path: Path, root: Path, variant: str, allow_unverified: 
     for folder in (xml_path.parent, root):
         if (folder / MANIFEST_NAME).is_file():
             relative = [path.relative_to(folder).as_posix() for path in (xml_path, xml_path.with_suffix(".bin"))]
-            manifest = check_manifest(folder, files=relative, allow_unverified=allow_unverified)
+            manifest = check_manifest(folder, files=relative, allow_unverified=allow_unverified,
+                                      remedy=UNVERIFIED_REMEDY[variant_kind(variant)])
             _warn_bf16(manifest, variant, folder)
             return manifest
     return None

@@ -7,13 +7,16 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crossenc.errors import VerificationFailed
 from crossenc.exporters.base import failed_path, move_folder
 from crossenc.manifest import MANIFEST_NAME, read_manifest, source_weights_hash, unverified_error
 from crossenc.model_source import ModelSource
 from crossenc.paths import cache_dir
+
+if TYPE_CHECKING:
+    from crossenc.backends import LoadRequest
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +50,17 @@ def matching_manifest(folder: Path, config: dict[str, Any]) -> dict[str, Any] | 
     return manifest
 
 
+def load_refusal(request: LoadRequest, backend: str, instead: str) -> str:
+    """The lead of a load-time refusal of an unverified export: the backend, variant and family, and what to use
+    instead (``instead``, e.g. "variant='bf16' or 'fp32'")."""
+    family = getattr(request.config, "model_type", None) or request.source.name
+    return (f"{backend} variant {request.variant!r} refused for this '{family}' checkpoint (use {instead} "
+            "instead, or other export settings in backend_kwargs={'export': {...}})")
+
+
 def ensure_export(
-    folder: Path, config: dict[str, Any], export: Callable[[], object], allow_unverified: bool, label: str
+    folder: Path, config: dict[str, Any], export: Callable[[], object], allow_unverified: bool, label: str,
+    refusal: str = "",
 ) -> dict[str, Any]:
     """The manifest of a complete export in ``folder`` made with ``config``, exporting first if needed.
 
@@ -56,8 +68,20 @@ def ensure_export(
     (crossenc.exporters.base.write_export); it is not repeated while that folder holds the failure
     of the same ``config``. A failed export, fresh or kept, and a cached one whose manifest says it
     is unverified raise VerificationFailed unless ``allow_unverified``: then the failed export is
-    moved into ``folder`` and used, with a warning.
+    moved into ``folder`` and used, with a warning. ``refusal`` (see load_refusal) leads that
+    VerificationFailed's message, so a load names the family and what to use instead.
     """
+    try:
+        return _ensure_export(folder, config, export, allow_unverified, label)
+    except VerificationFailed as error:
+        if not refusal:
+            raise
+        raise VerificationFailed(f"{refusal}: {error}", error.report, error.path) from None
+
+
+def _ensure_export(
+    folder: Path, config: dict[str, Any], export: Callable[[], object], allow_unverified: bool, label: str
+) -> dict[str, Any]:
     manifest = matching_manifest(folder, config)
     failed = failed_path(folder)
     if manifest is None and matching_manifest(failed, config) is None:

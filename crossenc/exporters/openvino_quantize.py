@@ -21,9 +21,11 @@ if TYPE_CHECKING:
     from crossenc.exporters.openvino import OpenVINOExportConfig
 
 DEFAULT_SUBSET_SIZE = 300  # calibration pairs (one pair per NNCF sample: no padding in the statistics)
-# MatMul groups that int8 may leave in float, found from the graph's structure (any encoder):
-# head = after the last LayerNorm (pooler, classifier); ffn_output = fed by the FFN activation
-# (its outliers hurt most); attention_output = fed by the attention result; attention = the
+# MatMul groups that int8 may leave in float, found from the graph's structure (any encoder, and
+# pre-norm decoders such as Qwen3 whose norms are RMSNorms):
+# head = after the last LayerNorm / RMSNorm (pooler, classifier); ffn_output = fed by the FFN
+# activation, or by a gated FFN's activation x up product (its outliers hurt most);
+# attention_output = fed by the attention result; attention = the
 # activation x activation products (ScaledDotProductAttention ops, and the explicit q.k / p.v
 # MatMuls of a first-token last layer): int8 queries and keys move scores and gain little speed;
 # last_layer = every MatMul of the last encoder layer (cheap in a first-token graph).
@@ -65,12 +67,40 @@ def _producer(op, index: int = 0, passes: frozenset[str] = PASS_THROUGH_TYPES):
     return node
 
 
+def is_layer_norm(op) -> bool:
+    """A norm on the residual stream: LayerNorm (MVN) or RMSNorm (ReduceMean of a square, as Qwen3/Llama
+    convert); a norm fed straight by a projection (Qwen3's per-head q/k norms) is no layer boundary."""
+    kind = op.get_type_name()
+    if kind == "ReduceMean":
+        square = _producer(op)
+        squared = square.get_type_name() == "Power" or (
+            square.get_type_name() == "Multiply" and square.input_value(0) == square.input_value(1)
+        )
+        if not squared:
+            return False
+        op = square
+    elif kind != "MVN":
+        return False
+    return _producer(op).get_type_name() != "MatMul"
+
+
+def _fed_by_activation(op) -> bool:
+    """``op``'s input 0 is an FFN activation, or a gated FFN's activation x up-projection product (SwiGLU, GeGLU)."""
+    producer = _producer(op)
+    if producer.get_type_name() in ACTIVATION_TYPES:
+        return True
+    return producer.get_type_name() == "Multiply" and any(
+        _producer(producer, index).get_type_name() in ACTIVATION_TYPES for index in range(2)
+    )
+
+
 def float_scope_nodes(ov_model, scopes: tuple[str, ...]) -> list[str]:
     """Friendly names of the MatMuls (and attention ops) in ``scopes`` (see FLOAT_SCOPES)."""
     ops = list(ov_model.get_ordered_ops())
-    norms = [i for i, op in enumerate(ops) if op.get_type_name() == "MVN"] or [len(ops)]
+    norms = [i for i, op in enumerate(ops) if is_layer_norm(op)] or [len(ops)]
     last_norm = norms[-1]
-    last_layer_start = norms[-3] if len(norms) >= 3 else -1  # the output LayerNorm of the layer before
+    # post-norm: the previous layer's output LayerNorm; pre-norm: the last layer's input norm
+    last_layer_start = norms[-3] if len(norms) >= 3 else -1
     chosen = []
     for position, op in enumerate(ops):
         if op.get_type_name() != "MatMul":
@@ -79,7 +109,7 @@ def float_scope_nodes(ov_model, scopes: tuple[str, ...]) -> list[str]:
         weighted = _producer(op, 1).get_type_name() == "Constant"
         if (
             ("head" in scopes and position > last_norm)
-            or ("ffn_output" in scopes and producer in ACTIVATION_TYPES)
+            or ("ffn_output" in scopes and _fed_by_activation(op))
             or ("attention_output" in scopes and producer in ("ScaledDotProductAttention", "MatMul"))
             or ("attention" in scopes and not weighted)
             or ("last_layer" in scopes and last_layer_start < position < last_norm)
@@ -124,4 +154,12 @@ def quantize_ir(
     pairs, origin = calibration_pairs(config)
     items = calibration_inputs(source, pairs, input_names)
     quantized, details = quantize_int8(ov_model, items, config)
+    if details["fake_quantize_nodes"] == 0:  # an "int8" IR without one quantized op would be the fp32 graph
+        family = getattr(source.load_config(), "model_type", None) or source.name
+        raise ValueError(
+            f"OpenVINO int8 export of this '{family}' checkpoint refused: NNCF quantized none of its ops "
+            f"(keep_float={list(config.keep_float)}, {len(details['ignored_nodes'])} nodes kept in float, ignored "
+            f"patterns {list(config.ignored_patterns)}), so the IR would be fp32 and no int8 IR is written. Use "
+            "variant='bf16' (or 'fp32') instead, or export with fewer --keep-float scopes / --ignore patterns"
+        )
     return quantized, {"tool": "nncf.quantize", "calibration": origin, "pairs": len(items), **details}

@@ -221,7 +221,8 @@ def test_unverified_folder_is_refused_unless_allowed(tiny_model, tmp_path):
     with pytest.raises(VerificationFailed) as failure:
         export_onnx(str(tiny_model), _tight(), tmp_path / "tight")
     failed = failure.value.path
-    with pytest.raises(VerificationFailed, match=r"failed verification .*max abs error .*allow_unverified") as refused:
+    refusal = r"failed verification .*max abs error .*backend='torch'.*allow_unverified"
+    with pytest.raises(VerificationFailed, match=refusal) as refused:
         _onnx(failed)
     assert refused.value.path == failed and refused.value.report.failures
     with pytest.warns(UnverifiedArtifactWarning, match="max abs error"):
@@ -247,13 +248,14 @@ def test_backend_exports_into_cache_once(tiny_model, onnx_cache):
 
 def test_cached_unverified_export_is_refused_unless_allowed(tiny_model, onnx_cache):
     tight = {"export": {"tolerance": {"max_abs": 1e-12}}}
-    with pytest.raises(VerificationFailed, match="max abs error") as first:
+    lead = r"onnx variant 'optimized' refused for this 'bert' checkpoint \(use backend='torch' instead"
+    with pytest.raises(VerificationFailed, match=lead + ".*max abs error") as first:
         _onnx(tiny_model, variant="optimized", backend_kwargs=tight)
     failed = first.value.path
     folder = failed.with_name("onnx-optimized")
     assert failed.name == "onnx-optimized.failed" and not folder.exists()
     stamp = (failed / MANIFEST_NAME).stat().st_mtime_ns
-    with pytest.raises(VerificationFailed, match=r"kept for inspection .*max abs error .*allow_unverified"):
+    with pytest.raises(VerificationFailed, match=lead + r".*kept for inspection .*max abs error .*allow_unverified"):
         _onnx(tiny_model, variant="optimized", backend_kwargs=tight)
     assert (failed / MANIFEST_NAME).stat().st_mtime_ns == stamp  # the kept failure is refused, not re-exported
     with warnings.catch_warnings(record=True) as caught:

@@ -23,6 +23,8 @@ from crossenc.errors import ArtifactIntegrityError, UnverifiedArtifactWarning, V
 from crossenc.exporters.openvino import IR_NAME, OpenVINOExportConfig, export_openvino  # noqa: E402
 from crossenc.hardware import has_cpu_bf16  # noqa: E402
 from crossenc.quality import Tolerance, spearman  # noqa: E402
+from tests.families import build_family_model  # noqa: E402
+from tests.support_table import _reason  # noqa: E402
 
 QUERIES, DOCS = 4, 16
 
@@ -133,6 +135,22 @@ def test_failed_export_keeps_the_verified_one_and_the_failure_beside_it(
     assert np.abs(encoder.predict_logits(pairs) - reference_logits).max() <= 2e-2  # fp16 weights
 
 
+def test_failed_int8_export_refused_at_load_says_what_to_use_instead(tiny_model, query_file):
+    export = {"calibration_file": query_file, "subset_size": 16, "verification_file": query_file,
+              "tolerance": {"max_abs": 1e-12}}
+    instead = r"openvino variant 'int8' refused for this 'bert' checkpoint \(use variant='bf16' or 'fp32' instead"
+    with pytest.raises(VerificationFailed, match=instead + r".*FAILED verification: .*max abs error") as fresh:
+        CrossEncoder(str(tiny_model), backend="openvino", variant="int8", backend_kwargs={"export": export})
+    failed = fresh.value.path
+    assert failed.name == "openvino-int8.failed" and not fresh.value.report.passed
+    # The support table keeps a refusal's text before " was not replaced": the alternative is in it.
+    assert "variant='bf16' or 'fp32' instead" in _reason(str(fresh.value), "bert")
+    with pytest.raises(VerificationFailed, match=instead + r".*kept for inspection in"):  # the kept failure
+        CrossEncoder(str(tiny_model), backend="openvino", variant="int8", backend_kwargs={"export": export})
+    with pytest.raises(VerificationFailed, match=r"failed verification .*variant='bf16' or 'fp32' instead"):
+        CrossEncoder(str(failed), backend="openvino", variant="int8")  # the failed folder itself
+
+
 def test_export_without_verification_is_refused_unless_allowed(tiny_model, tmp_path):
     folder = export_openvino(str(tiny_model), OpenVINOExportConfig(verify=False), tmp_path / "skipped").path
     with pytest.raises(VerificationFailed, match="without verification .*allow_unverified"):
@@ -152,6 +170,40 @@ def test_cli_arguments_export_without_verification(tiny_model, tmp_path, capsys)
     assert run_openvino(args) == 0
     assert "verification skipped" in capsys.readouterr().out
     assert json.loads((tmp_path / "out" / "crossenc_manifest.json").read_text())["verified"] is False
+
+
+# --------------------------------------------------------------------------- a decoder family (Qwen3)
+@pytest.fixture(scope="module")
+def qwen3_model(tmp_path_factory) -> Path:
+    return build_family_model(tmp_path_factory.mktemp("qwen3") / "model", "qwen3")
+
+
+def test_qwen3_int8_export_is_quantized(qwen3_model, query_file, tmp_path):
+    # Qwen3's RMSNorms are no MVN ops: the keep-float scopes once took every MatMul as the last layer's.
+    config = OpenVINOExportConfig(quantize="int8", calibration_file=query_file, subset_size=64,
+                                  verification_file=query_file, tolerance=Tolerance(spearman=0.9))
+    result = export_openvino(str(qwen3_model), config, tmp_path / "int8")
+    assert result.verified, result.report.summary()
+    details = result.manifest["export_config"]["quantization"]
+    kept = [name for name in details["ignored_nodes"] if name.endswith("/MatMul")]
+    assert details["fake_quantize_nodes"] > 0 and 0 < len(kept) < 15  # 15 MatMuls: 7 per layer and the score head
+    assert "linear_14/aten.linear.default/MatMul" in kept  # the score head stays float
+    assert "linear/aten.linear.default/MatMul" not in kept  # layer 0's q projection is quantized
+    xml = (result.path / IR_NAME).read_text()
+    assert 'type="FakeQuantize"' in xml and 'element_type="i8"' in xml
+    encoder = CrossEncoder(str(result.path), backend="openvino", variant="int8")
+    reference = CrossEncoder(str(qwen3_model), backend="torch", variant="eager", device="cpu")
+    pairs = random_pairs(32, seed=5)
+    assert spearman(reference.predict_logits(pairs)[:, 0], encoder.predict_logits(pairs)[:, 0]) > 0.9
+
+
+def test_int8_export_quantizing_nothing_is_refused_at_export(qwen3_model, query_file, tmp_path):
+    config = OpenVINOExportConfig(quantize="int8", calibration_file=query_file, subset_size=8,
+                                  ignored_patterns=(".*",), verify=False)
+    with pytest.raises(ValueError, match=r"int8 export of this 'qwen3' checkpoint refused: NNCF quantized none .*"
+                                         r"variant='bf16' \(or 'fp32'\) instead"):
+        export_openvino(str(qwen3_model), config, tmp_path / "int8")
+    assert list(tmp_path.iterdir()) == []  # no "int8" folder holding an fp32 graph
 
 
 # --------------------------------------------------------------------------- backend parity
@@ -227,11 +279,16 @@ def test_sentence_transformers_layout(tiny_model, fp32_export, int8_export, refe
         CrossEncoder(str(folder), backend="openvino", backend_kwargs={"file_name": "nope.xml"})
 
 
-def test_variant_of_the_wrong_kind_is_refused(int8_export):
+def test_variant_of_the_wrong_kind_is_refused(int8_export, fp32_export):
     with pytest.raises(ValueError, match="int8"):
         CrossEncoder(str(int8_export.path), backend="openvino", variant="fp32")
     with pytest.raises(ValueError, match="variant='int8'"):
         CrossEncoder(str(int8_export.path), backend="openvino", variant="fp32", backend_kwargs={"file_name": IR_NAME})
+    with pytest.raises(ValueError, match="is not quantized") as refused:
+        CrossEncoder(str(fp32_export.path), backend="openvino", variant="int8", backend_kwargs={"file_name": IR_NAME})
+    assert str(fp32_export.path / IR_NAME) in str(refused.value)
+    # The support table strips paths: what is not quantized must still be named in words.
+    assert _reason(str(refused.value), "bert").startswith("the OpenVINO IR is not quantized")
 
 
 def test_unknown_option_is_refused(fp32_export):
