@@ -164,3 +164,26 @@ def test_openvino_int8_keeps_float_only_part_of_the_graph(family_models, family)
     assert matmuls[-1] in kept  # the classifier
     assert set(float_scope_nodes(ov_model, ("head",))) and set(float_scope_nodes(ov_model, ("head",))) <= kept
     assert [name for name in matmuls if name not in kept], f"{family}: every MatMul kept in float"
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_first_token_export_of_a_windowed_family_verifies_and_loads(family_models, fmt, tmp_path, monkeypatch):
+    """ModernBERT (rotary, a sliding-window last layer, final norm) exported with the first-token last layer:
+    the manifest says so, verification passed, and the artifact scores like the plain Hugging Face forward."""
+    pytest.importorskip("onnxruntime" if fmt == "onnx" else "openvino")
+    monkeypatch.setenv("CROSSENC_CACHE", str(tmp_path / "cache"))
+    folder = str(family_models["modernbert"])
+    if fmt == "onnx":
+        from crossenc.exporters.onnx import OnnxExportConfig, export_onnx
+
+        result, variant = export_onnx(folder, OnnxExportConfig(), tmp_path / "onnx"), "plain"
+    else:
+        from crossenc.exporters.openvino import OpenVINOExportConfig, export_openvino
+
+        result, variant = export_openvino(folder, OpenVINOExportConfig(verify_bf16=False), tmp_path / "ov"), "fp32"
+    assert result.verified and result.report.max_abs_error <= 1e-5, result.report.summary()
+    assert result.manifest["export_config"]["last_layer"] == "first token only"
+    exported = CrossEncoder(str(result.path), backend=fmt, variant=variant, device="cpu")
+    reference = CrossEncoder(folder, backend="torch", variant="eager", device="cpu")
+    np.testing.assert_allclose(exported.predict_logits(ODD_PAIRS), reference.predict_logits(ODD_PAIRS),
+                               atol=1e-5, rtol=0)

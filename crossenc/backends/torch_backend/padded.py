@@ -4,9 +4,10 @@ bf16/fp16, int8 (torchao).
 Options (``backend_kwargs``): ``in_flight`` (2 on CUDA, else 1) batches queued on a CUDA device before
 the oldest one's logits are read (see :mod:`crossenc.backends.torch_backend.in_flight`; 2 measured faster
 on an H100). ``first_token`` (True except for ``eager``, the plain Hugging Face reference): run the last
-layer for the first token only (:mod:`crossenc.backends.torch_backend.first_token`; BERT/RoBERTa/XLM-R,
-exact). ``pin_inputs`` (False) copy inputs to a CUDA device through pinned memory, so a queued batch's
-copy does not wait for the running one (:func:`crossenc.backends.torch_backend.in_flight.host_tensor`).
+layer for the first token only (:mod:`crossenc.backends.torch_backend.first_token`: the BERT family,
+ELECTRA, DistilBERT, ALBERT, MPNet, DeBERTa-v2, ModernBERT with cls pooling; exact). ``pin_inputs``
+(False) copy inputs to a CUDA device through pinned memory, so a queued batch's copy does not wait
+for the running one (:func:`crossenc.backends.torch_backend.in_flight.host_tensor`).
 """
 
 from __future__ import annotations
