@@ -46,13 +46,25 @@ ARCHITECTURES: dict[str, Architecture] = {
 MODERNBERT_POOLING = ("cls", "mean")
 
 
+# why a family has no packed layout (the support matrix shows it); others get the generic sentence
+NOT_PACKED_BECAUSE = {
+    "albert": "no packed layout for ALBERT's shared layer groups and embedding projection yet",
+    "mpnet": "MPNet adds a relative position bias inside attention, which the varlen kernels do not take",
+    "deberta-v2": "DeBERTa adds disentangled relative-position terms inside attention, which the varlen kernels "
+                  "do not take",
+    "qwen2": "decoders attend causally and pool the last token; the packed encoders are bidirectional",
+    "qwen3": "decoders attend causally and pool the last token; the packed encoders are bidirectional",
+}
+
+
 def architecture_for(config) -> Architecture:
-    """The packed layout for ``config``; ValueError naming the model_type when unsupported."""
+    """The packed layout for ``config``; ValueError naming the model_type (and why, where known) when unsupported."""
     model_type = getattr(config, "model_type", None)
     if model_type not in ARCHITECTURES:
+        because = f" ({NOT_PACKED_BECAUSE[model_type]})" if model_type in NOT_PACKED_BECAUSE else ""
         raise ValueError(
-            f"packed variants support model_type {sorted(ARCHITECTURES)}; this checkpoint is {model_type!r}. "
-            "Use variant='sdpa' (or another padded variant) for it."
+            f"packed variants support model_type {sorted(ARCHITECTURES)}; this checkpoint is {model_type!r}"
+            f"{because}. Use variant='sdpa' (or another padded variant) for it."
         )
     if getattr(config, "position_embedding_type", "absolute") not in (None, "absolute"):
         raise ValueError(
