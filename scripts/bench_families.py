@@ -7,7 +7,7 @@ ratios are what this measures; the tiers say how far each precision moves these 
 Every family runs in the same process as its sentence-transformers torch fp32 row.
 
 Writes results/<device>/families.{json,md}.
-Run: python scripts/bench_families.py [--families bert,qwen3] [--workload debian-bm25:300:10]
+Run: python scripts/bench_families.py [--families bert,qwen3] [--workload debian-bm25:300:5]
 """
 
 from __future__ import annotations
@@ -110,10 +110,15 @@ def family_result(family: str, result: dict[str, Any], gain: dict[str, Any]) -> 
     }
 
 
-def _cell(chosen: dict[str, Any] | None) -> str:
+def _cell(chosen: dict[str, Any] | None, precision: str) -> str:
     if chosen is None:
         return "-"
-    agreement = "" if chosen["tier"] == "exact" else f" ({chosen['spearman']:.3f} / {chosen['top10']:.2f}, {chosen['tier']})"
+    if precision == "fp32":
+        agreement = ""
+    elif chosen["tier"] == "exact":
+        agreement = " (exact)"
+    else:
+        agreement = f" ({chosen['spearman']:.3f} / {chosen['top10']:.2f}, {chosen['tier']})"
     return f"{chosen['label']} **{chosen['x_st_fp32']:.2f}x**{agreement}"
 
 
@@ -144,7 +149,7 @@ def markdown(payload: dict[str, Any]) -> str:
     ]
     for entry in payload["families"]:
         st = entry["st_fp32_pairs_per_s"]
-        cells = [_cell(entry["fastest"][name]) for name in PRECISIONS] if st else ["-"] * len(PRECISIONS)
+        cells = [_cell(entry["fastest"][name], name) for name in PRECISIONS] if st else ["-"] * len(PRECISIONS)
         lines.append(f"| {entry['family']} | {entry['tokens_mean']:.0f} | {f'{st:.1f}' if st else '-'} | "
                      + " | ".join([*cells, _gain(entry["first_token"])]) + " |")
     lines += ["", "## Every row", "",
@@ -169,10 +174,12 @@ def markdown(payload: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", default=",".join(FAMILIES))
-    parser.add_argument("--workload", default="debian-bm25:300:10", help="default: 10 queries, 1,000 pairs")
+    parser.add_argument("--workload", default="debian-bm25:300:5", help="default: 5 queries, 500 pairs")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--out", type=Path, default=None, help="results folder (default results/<device>)")
+    parser.add_argument("--update", action="store_true",
+                        help="re-measure only --families and keep the other families' entries of the existing file")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
     with cli_logging(VERBOSE if args.verbose else QUIET):
@@ -200,20 +207,31 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         result = run_bench(config, workload, on_row=progress)
         entry = family_result(family, result, first_token_gain(folder, workload, args.device))
+        entry["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())  # --update mixes runs: each its own
         entries.append(entry)
         best = entry["fastest"]["fp32"]
         summary = f"{best['label']} {best['x_st_fp32']:.2f}x" if best else "none"
         print(f"{family:11} done in {time.perf_counter() - started:4.0f} s; fastest fp32: {summary}", flush=True)
+    out = args.out or results_dir(args.device)
+    command = "python scripts/bench_families.py" + ("" if len(sys.argv) == 1 else " " + " ".join(sys.argv[1:]))
+    if args.update and (out / "families.json").is_file():
+        previous = json.loads((out / "families.json").read_text())
+        if previous["workload"] != workload.name:
+            parser.error(f"--update: the existing file measured {previous['workload']}, not {workload.name}")
+        for entry in previous["families"]:
+            entry.setdefault("measured", previous["created"])
+        fresh = {entry["family"]: entry for entry in entries}
+        entries = [fresh.pop(entry["family"], entry) for entry in previous["families"]] + list(fresh.values())
+        command = f"{previous['command']}; then {command}"
     payload = {
         "device": args.device,
         "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "command": "python scripts/bench_families.py" + ("" if len(sys.argv) == 1 else " " + " ".join(sys.argv[1:])),
+        "command": command,
         "workload": workload.name,
         "pairs": workload.num_pairs,
         "size": MID_SIZE,
         "families": entries,
     }
-    out = args.out or results_dir(args.device)
     atomic_write(out / "families.json", (json.dumps(payload, indent=1) + "\n").encode())
     atomic_write(out / "families.md", markdown(payload).encode())
     print(f"wrote {out / 'families.json'}, {out / 'families.md'}")

@@ -12,7 +12,7 @@ from crossenc import CrossEncoder
 from crossenc.bench.results import results_dir
 from crossenc.hardware import has_cpu_bf16
 from crossenc.support import FP32_TOLERANCE, REFERENCE, SAMPLE_PAIRS, support_matrix
-from tests.families import FAMILIES, build_family_model
+from tests.families import FAMILIES, SIZE, build_family_model
 from tests.support_table import BEGIN, END, README, render_table
 
 st = pytest.importorskip("sentence_transformers")
@@ -190,3 +190,33 @@ def test_first_token_export_of_a_windowed_family_verifies_and_loads(family_model
     reference = CrossEncoder(folder, backend="torch", variant="eager", device="cpu")
     np.testing.assert_allclose(exported.predict_logits(ODD_PAIRS), reference.predict_logits(ODD_PAIRS),
                                atol=1e-5, rtol=0)
+
+
+def test_openvino_modernbert_keeps_short_pairs_beside_long_ones_finite(tmp_path, monkeypatch):
+    """A padding query farther than the sliding window from every real token has no key: OpenVINO made that
+    softmax row NaN, and the next layer's values carried it into real tokens (a short pair batched with a long
+    one scored NaN). Exports open such rows (first_token.unmask_unattended); scores match torch eager."""
+    pytest.importorskip("openvino")
+    from crossenc.exporters.openvino import OpenVINOExportConfig, export_openvino
+
+    monkeypatch.setenv("CROSSENC_CACHE", str(tmp_path / "cache"))
+    folder = build_family_model(tmp_path / "modernbert3", "modernbert", size={**SIZE, "layers": 3})  # 1 local layer
+    result = export_openvino(str(folder), OpenVINOExportConfig(verify_bf16=False), tmp_path / "ov")
+    pairs = [("alpha beta gamma " * 10, "delta epsilon " * 30), ("a", "b"), ("x y", "z")]
+    exported = CrossEncoder(str(result.path), backend="openvino", variant="fp32", device="cpu")
+    reference = CrossEncoder(str(folder), backend="torch", variant="eager", device="cpu")
+    np.testing.assert_allclose(exported.predict_logits(pairs, batch_size=8), reference.predict_logits(pairs),
+                               atol=1e-5, rtol=0)
+
+
+def test_unmask_unattended_opens_only_fully_masked_rows():
+    import torch
+
+    from crossenc.backends.torch_backend.first_token import unmask_unattended
+
+    allowed = torch.tensor([[True, False, False], [False, False, False]])[None, None]
+    assert unmask_unattended(allowed).tolist() == [[[[True, False, False], [True, True, True]]]]
+    low = torch.finfo(torch.float32).min
+    additive = torch.tensor([[0.0, low, low], [low, low, low]])[None, None]
+    assert unmask_unattended(additive).tolist() == [[[[0.0, low, low], [0.0, 0.0, 0.0]]]]
+    assert unmask_unattended(None) is None

@@ -418,11 +418,53 @@ def first_token_model(model: torch.nn.Module) -> torch.nn.Module:
     return FirstTokenLastLayer(model).eval() if supports_first_token(model) else model
 
 
+def unmask_unattended(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """``mask`` with every fully masked query row opened to all keys (as transformers' ``_unmask_unattended``).
+
+    Such rows are padding queries only; their outputs are never read, but an all ``-inf`` softmax row is
+    NaN in OpenVINO, and 0 x NaN then reaches real tokens through the next layer's values.
+    """
+    if mask is None:
+        return None
+    if mask.dtype == torch.bool:
+        return mask | ~mask.any(dim=-1, keepdim=True)
+    unattended = (mask <= torch.finfo(mask.dtype).min).all(dim=-1, keepdim=True)
+    return mask.masked_fill(unattended, 0.0)
+
+
+class ModernBertUnmaskedRowsLayer(_FirstTokenLayer):
+    """A ModernBertEncoderLayer run by its own forward with :func:`unmask_unattended` masks: a padding query
+    farther than the sliding window from every real token has no key to attend to."""
+
+    gradient_checkpointing = False  # a class attribute of transformers' layers, which their code reads
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None, **kwargs) -> torch.Tensor:
+        from transformers.models.modernbert.modeling_modernbert import ModernBertEncoderLayer
+
+        return ModernBertEncoderLayer.forward(self, hidden_states, attention_mask=unmask_unattended(attention_mask),
+                                              position_embeddings=position_embeddings, **kwargs)
+
+
+def _graph_safe_masks(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` (shared weights) with ModernBERT's layers run on :func:`unmask_unattended` masks; others as they are."""
+    if getattr(getattr(model, "config", None), "model_type", None) != "modernbert":
+        return model
+    path = _layers_owner(model, "modernbert")
+    if path is None:
+        return model
+    for index in range(len(_module_at(model, path))):
+        model = _swapped(model, (*path, str(index)), ModernBertUnmaskedRowsLayer)
+    return model
+
+
 def export_model(model: torch.nn.Module, first_token: bool) -> torch.nn.Module:
-    """The module a graph exporter traces: the first-token rewrite where it applies, else logits only."""
+    """The module a graph exporter traces: the first-token rewrite where it applies, else logits only; masks
+    without fully masked rows (:func:`_graph_safe_masks`)."""
+    safe = _graph_safe_masks(model)
     if first_token and supports_first_token(model):
-        return FirstTokenLastLayer(model).eval()
-    return LogitsOnly(model).eval()
+        return FirstTokenLastLayer(safe).eval()
+    return LogitsOnly(safe).eval()
 
 
 def last_layer_note(module: torch.nn.Module) -> str:
