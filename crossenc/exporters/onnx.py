@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from crossenc.backends import LoadRequest
-from crossenc.backends.torch_backend.first_token import export_model, last_layer_note
+from crossenc.backends.torch_backend.first_token import GRAPH_REVISION, export_model, last_layer_note
 from crossenc.exporters.base import (
     ExportResult,
     add_common_arguments,
@@ -80,6 +80,7 @@ class OnnxExportConfig:
     device: str = "cpu"
     dynamo: bool = False
     first_token: bool = True  # last layer for the first token only (crossenc.backends.torch_backend.first_token)
+    graph_revision: int = GRAPH_REVISION  # in the manifest's config: a cached export of an older graph is rebuilt
 
     def __post_init__(self) -> None:
         if not isinstance(self.opset, int) or self.opset < MIN_OPSET:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from crossenc.backends import LoadRequest
-from crossenc.backends.torch_backend.first_token import export_model, last_layer_note
+from crossenc.backends.torch_backend.first_token import GRAPH_REVISION, export_model, last_layer_note
 from crossenc.exporters.base import (
     ExportResult,
     add_common_arguments,
@@ -65,6 +65,7 @@ class OpenVINOExportConfig:
     verification_file: str | None = None  # JSONL {"query", "documents"}; None: default_verification_set()
     seed: int = 0  # calibration sampling
     first_token: bool = True  # last layer for the first token only (crossenc.backends.torch_backend.first_token)
+    graph_revision: int = GRAPH_REVISION  # in the manifest's config: a cached export of an older graph is rebuilt
 
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE_CHOICES:

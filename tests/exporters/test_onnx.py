@@ -347,3 +347,20 @@ def test_excluded_head_stays_float(tiny_model, tmp_path, mode):
     assert quantized == [], f"{mode}: excluded head nodes were quantized: {quantized}"
     body = [node for node in graph.node if node.op_type in ("MatMulInteger", "QAttention", "DequantizeLinear")]
     assert body, f"{mode}: nothing was quantized"
+
+
+def test_a_cached_export_of_an_older_graph_is_rebuilt(tiny_model, tmp_path, monkeypatch):
+    """The export config records first_token.GRAPH_REVISION: an export cached by older graph code (e.g. before
+    a fix to the traced module) no longer matches and is exported again, not reused."""
+    from crossenc.backends.torch_backend.first_token import GRAPH_REVISION
+    from crossenc.manifest import MANIFEST_NAME
+
+    monkeypatch.setenv("CROSSENC_CACHE", str(tmp_path / "cache"))
+    CrossEncoder(str(tiny_model), backend="onnx", variant="plain", device="cpu")
+    manifest_path = next((tmp_path / "cache" / "exports").rglob(MANIFEST_NAME))
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["export_config"]["config"]["graph_revision"] == GRAPH_REVISION
+    manifest["export_config"]["config"]["graph_revision"] = GRAPH_REVISION - 1
+    manifest_path.write_text(json.dumps(manifest))
+    CrossEncoder(str(tiny_model), backend="onnx", variant="plain", device="cpu")
+    assert json.loads(manifest_path.read_text())["export_config"]["config"]["graph_revision"] == GRAPH_REVISION
