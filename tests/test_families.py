@@ -169,6 +169,23 @@ def test_openvino_int8_keeps_float_only_part_of_the_graph(family_models, family)
     assert [name for name in matmuls if name not in kept], f"{family}: every MatMul kept in float"
 
 
+def test_openvino_int8_scopes_of_a_pre_norm_encoder_with_a_head_norm(family_models):
+    """ModernBERT's head (dense -> act -> norm) has a norm of its own; it is no layer boundary, so 'head' is the
+    head's two projections and 'last_layer' all four of the last layer's (once Wqkv and Wo fell outside both)."""
+    pytest.importorskip("openvino")
+    from crossenc.exporters.base import as_source
+    from crossenc.exporters.openvino import convert_model
+    from crossenc.exporters.openvino_quantize import _producer, float_scope_nodes
+
+    source = as_source(str(family_models["modernbert"]))
+    ov_model, _ = convert_model(source, source.load_config())
+    weighted = [op.get_friendly_name() for op in ov_model.get_ordered_ops()
+                if op.get_type_name() == "MatMul" and _producer(op, 1).get_type_name() == "Constant"]
+    assert set(float_scope_nodes(ov_model, ("head",))) == set(weighted[-2:])
+    assert set(weighted[-6:-2]) <= set(float_scope_nodes(ov_model, ("last_layer",)))
+    assert not set(weighted[:-6]) & set(float_scope_nodes(ov_model, ("last_layer",)))
+
+
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])
 def test_first_token_export_of_a_windowed_family_verifies_and_loads(family_models, fmt, tmp_path, monkeypatch):
     """ModernBERT (rotary, a sliding-window last layer, final norm) exported with the first-token last layer:

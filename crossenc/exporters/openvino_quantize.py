@@ -69,7 +69,8 @@ def _producer(op, index: int = 0, passes: frozenset[str] = PASS_THROUGH_TYPES):
 
 def is_layer_norm(op) -> bool:
     """A norm on the residual stream: LayerNorm (MVN) or RMSNorm (ReduceMean of a square, as Qwen3/Llama
-    convert); a norm fed straight by a projection (Qwen3's per-head q/k norms) is no layer boundary."""
+    convert). A norm fed straight by a projection (Qwen3's per-head q/k norms) or by an activation (a
+    head's dense -> act -> norm, as ModernBERT's) is no layer boundary."""
     kind = op.get_type_name()
     if kind == "ReduceMean":
         square = _producer(op)
@@ -81,7 +82,7 @@ def is_layer_norm(op) -> bool:
         op = square
     elif kind != "MVN":
         return False
-    return _producer(op).get_type_name() != "MatMul"
+    return _producer(op).get_type_name() not in ("MatMul", *ACTIVATION_TYPES)
 
 
 def _fed_by_activation(op) -> bool:

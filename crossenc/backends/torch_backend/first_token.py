@@ -26,9 +26,10 @@ from collections.abc import Callable
 
 import torch
 
-# The graphs export_model builds; exporters record it, so caches rebuild exports made by older code
-# (2: first token for every encoder family, ModernBERT masks without fully masked rows)
-GRAPH_REVISION = 2
+# The graphs export_model builds (and how int8 scopes read them); exporters record it, so caches rebuild
+# exports made by older code (2: first token for every encoder family, ModernBERT masks without fully
+# masked rows; 3: a head's own norm is no layer boundary for OpenVINO's keep-float scopes)
+GRAPH_REVISION = 3
 BERT_LIKE = frozenset({"bert", "roberta", "xlm-roberta", "camembert", "electra"})
 SUPPORTED_MODEL_TYPES = BERT_LIKE | {"distilbert", "albert", "mpnet", "deberta-v2", "modernbert"}
 # The 4D masks (float for eager, bool for sdpa) whose row 0 the first-token attention takes; flash and flex
