@@ -246,6 +246,11 @@ def _info(request: LoadRequest, variant: str, path: Path, manifest: dict | None,
     )
 
 
+def instead_of(variant: str) -> str:
+    """What to load instead of an ONNX export of ``variant`` that failed verification (every refusal says it)."""
+    return "variant='optimized' or 'plain'" if variant in ("int8", "fp16") else "backend='torch'"
+
+
 def load(request: LoadRequest) -> OnnxPredictor:
     """Find (or export and verify) the ONNX file for ``request.variant`` and open an ORT session on it."""
     require("onnxruntime", "onnx", "the ONNX backend")
@@ -260,8 +265,7 @@ def load(request: LoadRequest) -> OnnxPredictor:
         folder = path.parent
     if not path.is_file():
         raise ArtifactIntegrityError(f"{path} is named by the manifest in {folder} but missing; re-export the model")
-    remedy = ("load its source checkpoint with variant='optimized' or 'plain' instead, or re-export it"
-              if variant in ("int8", "fp16") else "re-export it, or load its source checkpoint with backend='torch'")
+    remedy = f"load its source checkpoint with {instead_of(variant)} instead, or re-export it"
     manifest = (check_manifest(folder, allow_unverified=request.flag("allow_unverified"), remedy=remedy)
                 if read_manifest(folder) is not None else None)
     if manifest is not None and manifest.get("format") != "onnx":

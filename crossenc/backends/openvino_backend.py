@@ -57,12 +57,9 @@ PRECISE_OP_TYPES = frozenset({"MVN", "Add", "Multiply"})
 INPUT_TYPES = {"i64": np.int64, "i32": np.int32}
 TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
-# what a refusal of an IR that failed verification tells the user to do instead
-UNVERIFIED_REMEDY = {
-    "int8": "load its source checkpoint with variant='bf16' or 'fp32' instead, or re-export it with other int8 "
-            "settings (--keep-float, --calibration)",
-    "fp32": "re-export it, or load its source checkpoint with backend='torch' instead",
-}
+# what to load instead of an IR of this kind that failed verification (every refusal says it)
+INSTEAD_OF = {"int8": "variant='bf16' or 'fp32'", "fp32": "backend='torch'"}
+RE_EXPORT = {"int8": "re-export it with other int8 settings (--keep-float, --calibration)", "fp32": "re-export it"}
 MIN_ROWS_PER_SPLIT = 4  # split_batches: smaller pieces cost more in overhead than they gain
 
 
@@ -135,6 +132,10 @@ def locate_ir(request: LoadRequest, variant: str) -> Path:
 
 
 # --------------------------------------------------------------------------- reading and compiling
+def _unverified_remedy(kind: str) -> str:
+    return f"load its source checkpoint with {INSTEAD_OF[kind]} instead, or {RE_EXPORT[kind]}"
+
+
 def check_integrity(xml_path: Path, root: Path, variant: str, allow_unverified: bool = False) -> dict[str, Any] | None:
     """Hash-check the IR against a crossenc manifest beside it (or at the model root), if there is one;
     an unverified one raises VerificationFailed unless ``allow_unverified``."""
@@ -142,7 +143,7 @@ def check_integrity(xml_path: Path, root: Path, variant: str, allow_unverified: 
         if (folder / MANIFEST_NAME).is_file():
             relative = [path.relative_to(folder).as_posix() for path in (xml_path, xml_path.with_suffix(".bin"))]
             manifest = check_manifest(folder, files=relative, allow_unverified=allow_unverified,
-                                      remedy=UNVERIFIED_REMEDY[variant_kind(variant)])
+                                      remedy=_unverified_remedy(variant_kind(variant)))
             _warn_bf16(manifest, variant, folder)
             return manifest
     return None

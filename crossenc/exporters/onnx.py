@@ -297,15 +297,16 @@ def export_onnx(
 def export_for_load(request: LoadRequest) -> Path:
     """The onnx backend's artifact for ``request`` when its model folder has none: a complete, matching export
     in the cache, else a fresh verified one there (``backend_kwargs["export"]`` overrides the variant's recipe)."""
+    from crossenc.backends.onnx_backend import instead_of
     from crossenc.exporters.locate import ensure_export, export_cache_dir, load_refusal
 
     variant = request.variant
     config = config_for_variant(variant, request.device, **dict(request.options.get("export") or {}))
     folder = export_cache_dir(request.source, "onnx", variant)
-    instead = "variant='optimized' or 'plain'" if variant in ("int8", "fp16") else "backend='torch'"
     manifest = ensure_export(
         folder, config.to_dict(), lambda: export_onnx(request.source, config, output_dir=folder),
-        request.flag("allow_unverified"), f"ONNX export ({variant})", load_refusal(request, "onnx", instead),
+        request.flag("allow_unverified"), f"ONNX export ({variant})",
+        load_refusal(request, "onnx", instead_of(variant)),
     )
     return folder / manifest["export_config"]["file"]
 
