@@ -84,9 +84,15 @@ class TrainedVocabulary:
 
     def __init__(self, texts: list[str], size: int = 30522) -> None:
         self.texts, self.size = texts, size
+        self._trained: dict[tuple[str, ...], dict] = {}  # BERT, ELECTRA, DistilBERT and MPNet share one WordPiece
 
     def _train(self, model, trainer, pre_tokenizer, normalizer=None) -> dict:
+        """The trained model's JSON, once per (model kind, special tokens)."""
         import json
+
+        key = (type(model).__name__, *(token.content for token in trainer.special_tokens))
+        if key in self._trained:
+            return self._trained[key]
 
         from tokenizers import Tokenizer
 
@@ -95,7 +101,7 @@ class TrainedVocabulary:
         if normalizer is not None:
             backend.normalizer = normalizer
         backend.train_from_iterator(self.texts, trainer=trainer)
-        return json.loads(backend.to_str())["model"]
+        return self._trained.setdefault(key, json.loads(backend.to_str())["model"])
 
     def wordpiece(self, specials: list[str]) -> list[str]:
         from tokenizers import models, normalizers, pre_tokenizers, trainers

@@ -70,3 +70,12 @@ def test_family_summary_picks_the_fastest_row_per_precision():
     assert "- bert, torch packed: refused: x" in text
     reason = "qwen3: a decoder pools the last real token, not the first"
     assert script._gain({"last_layer": f"all tokens ({reason})"}) == reason
+
+
+def test_trained_vocabulary_trains_each_kind_once_per_special_tokens(texts):
+    vocabulary = TrainedVocabulary(texts, size=500)
+    bert, electra = _tokenizer("bert", vocabulary), _tokenizer("electra", vocabulary)
+    assert bert.get_vocab() == electra.get_vocab()
+    assert len(vocabulary._trained) == 1  # one WordPiece for both: same specials
+    _tokenizer("roberta", vocabulary)
+    assert len(vocabulary._trained) == 2
