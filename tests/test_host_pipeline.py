@@ -10,7 +10,7 @@ import torch
 
 from crossenc import CrossEncoder
 from crossenc.backends.torch_backend.in_flight import check_depth, run_in_flight
-from crossenc.tokenize_ahead import TokenizeAhead, should_tokenize_ahead
+from crossenc.tokenize_ahead import TokenizeAhead, chunk_offsets, should_tokenize_ahead
 
 IDENTITY = torch.nn.Identity()
 
@@ -42,6 +42,22 @@ def test_chunks_cover_input_in_order():
     assert list(TokenizeAhead(len, [], 4)) == []
     with pytest.raises(ValueError, match="chunk_pairs"):
         TokenizeAhead(len, pairs, 0)
+
+
+def test_chunks_ramp_up_from_the_first_chunk():
+    """Scoring starts after a small first chunk; sizes double up to chunk_pairs and cover every pair once."""
+    assert chunk_offsets(40, 16, 2) == [0, 2, 6, 14, 30]  # sizes 2, 4, 8, 16, then the rest (10)
+    assert chunk_offsets(10_000, 2048) == [0, 256, 768, 1792, 3840, 5888, 7936, 9984]
+    assert chunk_offsets(10, 4) == [0, 4, 8]  # a first chunk larger than chunk_pairs is cut to it
+    assert chunk_offsets(0, 4) == []
+    pairs = [(str(i), "d") for i in range(40)]
+    chunks = list(TokenizeAhead(lambda part: [q for q, _ in part], pairs, chunk_pairs=16, first_chunk_pairs=2))
+    assert [offset for offset, _ in chunks] == [0, 2, 6, 14, 30]
+    assert [len(part) for _, part in chunks] == [2, 4, 8, 16, 10]
+    assert [q for _, part in chunks for q in part] == [str(i) for i in range(40)]
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="first_chunk_pairs"):
+            TokenizeAhead(len, pairs, 16, first_chunk_pairs=bad)
 
 
 def test_next_chunk_is_tokenized_while_the_current_one_is_consumed():
