@@ -34,6 +34,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from crossenc.paths import atomic_write, cache_dir
+
 ENCODE_CHUNK = 2048  # texts per Hugging Face call: bounds its per-text Python objects
 FAST_ENGINE = "nanotoken"
 FAST_EXTRA = "fast"
@@ -265,10 +267,8 @@ def _verdict(engine, fallback: HubTextEncoder, key: str) -> tuple[bool, frozense
     usable, bad_chars, why = self_check(engine, fallback)
     if path is not None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            partial.write_text(json.dumps({"usable": usable, "bad_chars": sorted(bad_chars), "why": why}))
-            os.replace(partial, path)  # atomic: a reader sees the old verdict or the whole new one
+            verdict = {"usable": usable, "bad_chars": sorted(bad_chars), "why": why}
+            atomic_write(path, json.dumps(verdict).encode())  # a reader sees the old verdict or the whole new one
         except OSError:
             pass  # a read-only cache costs a check per process, nothing else
     return usable, bad_chars, why
@@ -276,8 +276,6 @@ def _verdict(engine, fallback: HubTextEncoder, key: str) -> tuple[bool, frozense
 
 def _verdict_path(key: str):
     from importlib.metadata import PackageNotFoundError, version
-
-    from crossenc.paths import cache_dir
 
     try:
         versions = f"{version(FAST_ENGINE)}-{version('tokenizers')}"

@@ -69,7 +69,7 @@ def mrr_at_k(scores: np.ndarray, groups: Sequence[slice], relevant: Sequence[fro
     return float(np.mean(values)) if values else 0.0
 
 
-def dcg_gain(scores: np.ndarray, relevant: Sequence[int] | frozenset[int], cutoff: int = 10) -> float:
+def query_ndcg(scores: np.ndarray, relevant: Sequence[int] | frozenset[int], cutoff: int = 10) -> float:
     """nDCG@cutoff with binary relevance; 0 when no candidate is relevant (a first-stage miss)."""
     if not relevant:
         return 0.0
@@ -81,7 +81,7 @@ def dcg_gain(scores: np.ndarray, relevant: Sequence[int] | frozenset[int], cutof
 
 def ndcg_at_k(scores: np.ndarray, groups: Sequence[slice], relevant: Sequence[frozenset[int]], k: int = 10) -> float:
     """Mean nDCG@k over every query (binary relevance; a query whose candidates lack its relevant ones counts 0)."""
-    values = [dcg_gain(scores[group], rel, k) for group, rel in zip(groups, relevant)]
+    values = [query_ndcg(scores[group], rel, k) for group, rel in zip(groups, relevant)]
     return float(np.mean(values)) if values else 0.0
 
 

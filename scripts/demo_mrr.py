@@ -17,7 +17,7 @@ import numpy as np
 
 from crossenc import CrossEncoder
 from crossenc.bench.measure import first_stage_quality, relevance_metrics
-from crossenc.bench.results import atomic_write
+from crossenc.paths import atomic_write
 from crossenc.demo import demo_model_path
 from crossenc.workloads import EVAL_START, load_debian, load_debian_bm25
 

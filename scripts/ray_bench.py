@@ -27,7 +27,8 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from crossenc.bench.results import atomic_write, results_dir  # noqa: E402
+from crossenc.bench.results import results_dir  # noqa: E402
+from crossenc.paths import atomic_write  # noqa: E402
 from crossenc.workloads import load_debian  # noqa: E402
 from crossenc.hardware import fingerprint, physical_cores  # noqa: E402
 

@@ -27,7 +27,8 @@ from urllib.parse import urlparse
 import httpx
 import numpy as np
 
-from crossenc.bench.results import atomic_write, results_dir
+from crossenc.bench.results import results_dir
+from crossenc.paths import atomic_write
 from crossenc.workloads import EVAL_START, load_debian
 from crossenc.hardware import fingerprint
 

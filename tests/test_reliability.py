@@ -252,6 +252,24 @@ def test_atomic_dir_replaces_only_when_complete(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["artifact"]
 
 
+def test_atomic_write_replaces_whole_files_and_leaves_nothing_on_failure(tmp_path, monkeypatch):
+    from crossenc import paths
+
+    target = tmp_path / "out" / "result.json"
+    paths.atomic_write(target, b"one")
+    paths.atomic_write(target, b"two")
+    assert target.read_bytes() == b"two"
+
+    def refuse(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(paths.os, "replace", refuse)
+    with pytest.raises(OSError, match="disk full"):
+        paths.atomic_write(target, b"three")
+    assert target.read_bytes() == b"two"
+    assert [p.name for p in target.parent.iterdir()] == ["result.json"]  # the temporary file is gone
+
+
 def test_atomic_dir_without_overwrite_keeps_a_target_that_appeared_meanwhile(tmp_path):
     from crossenc.paths import atomic_output_dir
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from crossenc.bench.results import atomic_write
+from crossenc.paths import atomic_write
 from crossenc.model_source import ModelSource
 from crossenc.profiles import pick, profile_path
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from crossenc.bench.results import atomic_write
+from crossenc.paths import atomic_write
 
 CROSSENC_BATCH = 256
 PADDED_MAX_TOKENS = 65536  # 256 x 256 padded tokens

@@ -426,7 +426,8 @@ def run(args: argparse.Namespace) -> int:
     if args.child:
         print(json.dumps(measure_stages(model, args.workload, args.repetitions, text_workloads)))
         return 0
-    from crossenc.bench.results import atomic_write, results_dir
+    from crossenc.bench.results import results_dir
+    from crossenc.paths import atomic_write
     from crossenc.hardware import fingerprint
 
     threads = [int(value) for value in args.threads.split(",")] if args.threads else sorted({1, os.cpu_count() or 1})

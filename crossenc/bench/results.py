@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from crossenc.hardware import device_slug
+from crossenc.paths import atomic_write
 
 RESULTS_ROOT = Path("results")
 
 
 def results_dir(device: str, root: Path = RESULTS_ROOT) -> Path:
     return root / device_slug(device)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "wb") as stream:
-        stream.write(data)
-    os.replace(temporary, path)
 
 
 def load_result(path: str | Path) -> dict[str, Any]:
