@@ -23,6 +23,9 @@ Where each noise came from, and how it is quieted here (each the library's own s
 * torchao logs "Failed to load .../torchao/_C_*.so" at WARNING on import (its CUDA / MX kernels on a
   CPU-only torch), and torch's ``_pytree`` warns that torchao registers Enum constants the deprecated
   way: dropped by a filter on those two loggers (HARMLESS_RECORDS).
+* onnxruntime's quantizers log advice on the root logger: to pre-process the graph, and QDQ over the
+  QOperator format that ``--quantize dynamic`` uses (measured faster here, docs/int8-recipes.md):
+  dropped by a filter on the root logger (HARMLESS_RECORDS; records of named loggers are untouched).
 * torch warns (``warnings``) that torchao's Int8Tensor lacks an AOT-autograd cache hash, and that
   ``LeafSpec`` is deprecated when a TreeSpec is copied during OpenVINO's torch.export: HARMLESS_WARNINGS.
 """
@@ -51,6 +54,8 @@ QUIET_CROSSENC_LOGGERS = ("crossenc.cross_encoder",)
 HARMLESS_RECORDS = (
     ("torchao", r"^Failed to load .*torchao[/\\]_C_"),
     ("torch.utils._pytree", r"is an Enum subclass and is now natively supported by torch\.compile"),
+    ("root", r"^Please consider (to run )?pre-processing before quantization"),
+    ("root", r"^Please use QuantFormat\.QDQ for activation type QInt8 and weight type QInt8"),
 )
 # (category, message pattern) for warnings.filterwarnings (a match at the start of the message).
 HARMLESS_WARNINGS = (

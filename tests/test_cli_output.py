@@ -70,16 +70,20 @@ def test_cli_logging_drops_known_noise_keeps_the_rest_and_restores(capsys):
         logging.getLogger("torch.utils._pytree").warning(
             "<enum 'KernelPreference'> is an Enum subclass and is now natively supported by torch.compile as ...")
         logging.getLogger("torchao").warning("a real torchao warning")
+        logging.warning("Please consider to run pre-processing before quantization. Refer to example: https://...")
+        logging.warning("Please use QuantFormat.QDQ for activation type QInt8 and weight type QInt8. Or it ...")
+        logging.warning("a real root warning")
         logging.getLogger("crossenc.exporters.locate").info("ONNX export (plain): 3 s, verified")
         logging.getLogger("crossenc.bench.harness").info("crossenc info that is not progress")
         logging.getLogger("sentence_transformers").info("third-party info")
         warnings.warn("Int8Tensor does not implement _stable_hash_for_caching(self)", UserWarning)
         warnings.warn("a real warning", UserWarning)
     err = capsys.readouterr().err
-    assert err.splitlines() == ["torchao: warning: a real torchao warning", "ONNX export (plain): 3 s, verified",
-                                "warning: UserWarning: a real warning"]
+    assert err.splitlines() == ["torchao: warning: a real torchao warning", "root: warning: a real root warning",
+                                "ONNX export (plain): 3 s, verified", "warning: UserWarning: a real warning"]
     assert root.handlers == handlers and warnings.filters == filters and sys.meta_path == meta_path
     assert logging.getLogger("torchao").filters == [] and logging.getLogger("torch.utils._pytree").filters == []
+    assert root.filters == []
 
 
 def test_cli_logging_verbose_drops_nothing(capsys):
