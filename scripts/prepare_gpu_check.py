@@ -7,6 +7,10 @@ The config keeps ``dtype: float32``, so fp32 rows load it upcast; every row read
     python scripts/prepare_gpu_check.py            # -> .device-carry/demo-fp16 (git-ignored)
     # then, through the device tool, with carry [".device-carry"]:
     PYTHONPATH=$PWD python3 -m crossenc.bench.gpu_check --model .device-carry/demo-fp16 --out $OUT/gpu --deadline 300   (run timeout_s=420)
+
+With ``--from-train .train`` it rebuilds the demo from the training folder's float16 base and the
+shipped adapter instead: on the device, where ``.train`` (50 MB) is carried for fine-tuning and a
+second 45 MB checkpoint would not fit the limit (scripts/device_session.sh).
 """
 
 from __future__ import annotations
@@ -32,11 +36,38 @@ def write_fp16_copy(source: Path, target: Path) -> Path:
     return target
 
 
+def demo_from_train(work: Path, target: Path) -> Path:
+    """The demo reranker from ``work``'s float16 base (scripts/train_demo_reranker.py mine) and the shipped
+    adapter, saved with fp16 weights to ``target`` as :func:`write_fp16_copy` saves the demo."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoTokenizer, BertForSequenceClassification
+
+    from crossenc.demo import ADAPTER_FILE, ADAPTER_SHA256, apply_adapter
+    from crossenc.manifest import sha256_file
+
+    if sha256_file(ADAPTER_FILE) != ADAPTER_SHA256:
+        raise SystemExit(f"{ADAPTER_FILE} does not match crossenc.demo.ADAPTER_SHA256")
+    model = BertForSequenceClassification(AutoConfig.from_pretrained(work, num_labels=1)).eval()
+    base = {key: value.float() for key, value in load_file(str(work / "base-fp16.safetensors")).items()}
+    model.bert.load_state_dict(base, strict=True)
+    apply_adapter(model, ADAPTER_FILE)
+    updates = {"dtype": "float32", "sentence_transformers": {"activation_fn": "torch.nn.modules.activation.Sigmoid"}}
+    write_checkpoint(model.to(torch.float16), AutoTokenizer.from_pretrained(work), target, updates, overwrite=True)
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, default=None, help="checkpoint folder (default: the demo reranker)")
     parser.add_argument("--out", type=Path, default=Path(".device-carry/demo-fp16"))
+    parser.add_argument("--from-train", type=Path, default=None,
+                        help="rebuild the demo from this training folder's fp16 base + the shipped adapter")
     args = parser.parse_args(argv)
+    if args.from_train is not None:
+        target = demo_from_train(args.from_train, args.out)
+        print(f"wrote {target} from {args.from_train}")
+        return 0
     if args.source is None:
         from crossenc.demo import demo_model_path
 
