@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import functools
 import json
 import os
 import statistics
@@ -42,9 +43,11 @@ def timed_calls(function: Callable[[], Any], repetitions: int) -> list[float]:
     return seconds
 
 
+@functools.lru_cache(maxsize=8)
 def load_pair_encoder(model: str | Path, split: bool = True, fast: bool = True):
     """``(PairEncoder, uses_token_type_ids)`` for a checkpoint, at CrossEncoder's default max length;
-    ``fast=False``: texts through ``tokenizers`` only."""
+    ``fast=False``: texts through ``tokenizers`` only. Built once per process and kind: the stage and
+    tokenization rows of one child share them (timed rows are best-of-N, so warm either way)."""
     from crossenc.model_source import resolve_model
     from crossenc.pair_encoding import PairEncoder
     from crossenc.tokenization import checkpoint_source, tokenizer_setup
@@ -196,8 +199,6 @@ def worker_facts(pool, pairs: list, uses_types: bool, count: int, chunk: int) ->
     being encoded at the same moment (``min(count, chunks)`` when the workers really run in parallel);
     ``first_start_ms``: from the pass's start to the first chunk's start (delivery delay).
     """
-    import functools
-
     from crossenc.tokenizer_processes import timed_encode_in_worker
 
     chunks = [pairs[offset : offset + chunk] for offset in range(0, len(pairs), chunk)]
