@@ -79,13 +79,9 @@ def _say(text: str) -> None:
 
 def _planned_labels(config: BenchConfig) -> list[str]:
     """The rows run_bench will measure, in its order (for the [i/n] counter and the first-run notice)."""
-    from crossenc.bench.harness import ANCHOR_LABEL, available_candidates, reference_candidates, select
+    from crossenc.bench.harness import planned_candidates
 
-    candidates = select(available_candidates(config.device), config.variants)
-    candidates.sort(key=lambda c: c.label != ANCHOR_LABEL)
-    if config.include_reference:
-        candidates[1:1] = reference_candidates(config.device)
-    return [candidate.label for candidate in candidates]
+    return [candidate.label for candidate in planned_candidates(config)]
 
 
 class _RowPrinter:

@@ -219,14 +219,21 @@ def add_ratios(rows: list[BenchRow]) -> None:
             row.ratio_vs_anchor = value / anchor if anchor else None
 
 
-def run_bench(
-    config: BenchConfig, workload: Workload, on_row: Callable[[BenchRow], None] | None = None
-) -> dict[str, Any]:
-    """Measure the anchor first (it is also the quality reference), then every other candidate."""
+def planned_candidates(config: BenchConfig) -> list[Candidate]:
+    """The rows :func:`run_bench` measures, in its order: the anchor first (it is also the quality
+    reference), then sentence-transformers' rows when asked for, then every other candidate."""
     candidates = select(available_candidates(config.device), config.variants)
     candidates.sort(key=lambda c: c.label != ANCHOR_LABEL)
     if config.include_reference:
         candidates[1:1] = reference_candidates(config.device)
+    return candidates
+
+
+def run_bench(
+    config: BenchConfig, workload: Workload, on_row: Callable[[BenchRow], None] | None = None
+) -> dict[str, Any]:
+    """Measure every candidate of :func:`planned_candidates` on ``workload``, in that order."""
+    candidates = planned_candidates(config)
     source, _ = checkpoint_source(resolve_model(config.model))
     lengths = tokenizer_setup(source).encode(workload.pairs()).lengths  # the ids every crossenc row scores
     real_tokens = int(lengths.sum())
