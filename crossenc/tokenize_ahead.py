@@ -11,7 +11,8 @@ sorted on its own: packed backends lose nothing, padded ones a little, and padde
 differ in the last bits from a one-chunk run because batch neighbours change. The chunks ramp up
 from ``first_chunk_pairs``, doubling to ``chunk_pairs``: scoring starts once a few batches are
 tokenized instead of a whole chunk (on the H200 a 2048-pair first chunk was ~7% of a 10,000-pair
-call), and each chunk still takes the worker less time than scoring its predecessor.
+call); while tokenizing runs at least twice as fast as scoring, each chunk is ready before its
+predecessor is scored.
 """
 
 from __future__ import annotations
