@@ -220,3 +220,10 @@ def test_plot_writes_a_png(tmp_path, reference):
     assert plot(result, path)
     data = path.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 20_000
+
+
+def test_plot_labels_show_top10_to_the_tier_bounds_precision():
+    from crossenc.bench.results import bar_label
+
+    row = {"ratio_vs_reference": 1.77, "quality": {"spearman": 0.99961, "top10_agreement": 0.986}}
+    assert bar_label(row, "ratio_vs_reference") == "1.77x   Spearman 0.9996, top-10 0.986"  # not 0.99 (near tier)

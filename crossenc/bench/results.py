@@ -159,6 +159,14 @@ def terminal_table(result: dict[str, Any], width: int = 80) -> str:
     return "\n".join(lines + [""] + wrapped) + "\n"
 
 
+def bar_label(row: dict[str, Any], ratio_key: str) -> str:
+    """A bar's label: its speed ratio and agreement, top-10 to three places (the tiers' bounds are
+    0.99 and 0.95, so 0.986 must not read as 0.99)."""
+    ratio, quality = row.get(ratio_key), row["quality"]
+    return (f"{ratio:.2f}x" if ratio is not None else "") + \
+        f"   Spearman {quality['spearman']:.4f}, top-10 {quality['top10_agreement']:.3f}"
+
+
 def plot(result: dict[str, Any], path: Path) -> bool:
     """Horizontal pairs/s bars, fastest on top, coloured by accuracy tier; the sentence-transformers
     reference in grey with a dashed line at its speed; each bar labelled with its ratio to it (to torch
@@ -190,11 +198,7 @@ def plot(result: dict[str, Any], path: Path) -> bool:
     axes.set_yticks(list(positions), [row["label"] for row in rows], fontsize=9)
     top = max((speed + extra for speed, extra in zip(speeds, high)), default=1.0)  # the longest whisker
     for position, row, speed in zip(positions, rows, speeds):
-        ratio = row.get(ratio_key)
-        quality = row["quality"]
-        text = (f"{ratio:.2f}x" if ratio is not None else "") + \
-            f"   Spearman {quality['spearman']:.4f}, top-10 {quality['top10_agreement']:.2f}"
-        axes.text(speed + high[position] + top * 0.01, position, text, va="center", fontsize=8)
+        axes.text(speed + high[position] + top * 0.01, position, bar_label(row, ratio_key), va="center", fontsize=8)
     reference = next((row["throughput"]["pairs_per_s"] for row in rows if row["label"] == result.get("reference")), None)
     if by_reference and reference:
         axes.axvline(reference, color=REFERENCE_COLOUR, linestyle="--", linewidth=1)
