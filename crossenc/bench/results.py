@@ -85,7 +85,7 @@ TIER_ORDER = ("exact", "near", "int8")  # crossenc.quality.TIERS, tightest first
 OUTSIDE_TIERS = "none"
 TIER_COLOURS = {"exact": "#1b7837", "near": "#5aae61", "int8": "#e08214", OUTSIDE_TIERS: "#b2182b"}
 REFERENCE_COLOUR = "#8c8c8c"
-TIER_NAMES = {"exact": "exact: max abs error <= 1e-3", "near": "near: Spearman >= 0.999, top-10 >= 0.99",
+TIER_NAMES = {"exact": "exact: max abs error <= 1e-3, ranking as near", "near": "near: Spearman >= 0.999, top-10 >= 0.99",
               "int8": "int8: Spearman >= 0.99, top-10 >= 0.95", OUTSIDE_TIERS: "none: below int8"}
 
 
