@@ -25,9 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 from crossenc.bench.harness import REFERENCE_LABEL, BenchConfig, BenchRow, run_bench  # noqa: E402
 from crossenc.bench.results import accuracy_tier, results_dir  # noqa: E402
-from crossenc.paths import atomic_write  # noqa: E402
 from crossenc.logs import QUIET, VERBOSE, cli_logging  # noqa: E402
-from crossenc.paths import cache_dir  # noqa: E402
+from crossenc.paths import atomic_write, cache_dir  # noqa: E402
 from crossenc.workloads import load_workload  # noqa: E402
 from tests.families import CHECKPOINTS, FAMILIES, MID_SIZE, TrainedVocabulary, build_family_model  # noqa: E402
 
