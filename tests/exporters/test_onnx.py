@@ -139,6 +139,20 @@ def test_int8_tolerances_reject_broken_scores(verification_logits):
             assert not report.passed, f"the {name} gate passes {what}: {report.summary()}"
 
 
+def test_fp32_gate_rejects_a_moved_ranking_within_its_logit_bound(verification_logits):
+    """A model whose logits spread over ~1e-5 passes max abs 1e-4 with any order: fp32 also asks the ranking."""
+    verification_set, reference = verification_logits
+    tiny = (reference - reference.mean()) * (1e-5 / float(reference.std()))
+    rng = np.random.default_rng(0)
+    shuffled = tiny.copy()
+    for group in verification_set.groups:
+        shuffled[group] = rng.permutation(shuffled[group])
+    assert np.abs(shuffled - tiny).max() < TOLERANCES["fp32"].max_abs
+    report = compare_logits(tiny, shuffled, verification_set.groups, TOLERANCES["fp32"], "fp32")
+    assert not report.passed and any("spearman" in failure for failure in report.failures)
+    assert compare_logits(tiny, tiny + 1e-7, verification_set.groups, TOLERANCES["fp32"], "fp32").passed
+
+
 def test_int8_reports_match_an_independent_computation(exports, verification_logits):
     """The reported numbers are scipy's / numpy's on the same scores, and meet the gate."""
     from scipy.stats import spearmanr
