@@ -57,8 +57,6 @@ PRECISE_OP_TYPES = frozenset({"MVN", "Add", "Multiply"})
 INPUT_TYPES = {"i64": np.int64, "i32": np.int32}
 TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
-# what to load instead of an IR of this kind that failed verification (every refusal says it)
-INSTEAD_OF = {"int8": "variant='bf16' or 'fp32'", "fp32": "backend='torch'"}
 RE_EXPORT = {"int8": "re-export it with other int8 settings (--keep-float, --calibration)", "fp32": "re-export it"}
 MIN_ROWS_PER_SPLIT = 4  # split_batches: smaller pieces cost more in overhead than they gain
 
@@ -132,8 +130,13 @@ def locate_ir(request: LoadRequest, variant: str) -> Path:
 
 
 # --------------------------------------------------------------------------- reading and compiling
-def _unverified_remedy(kind: str) -> str:
-    return f"load its source checkpoint with {INSTEAD_OF[kind]} instead, or {RE_EXPORT[kind]}"
+def instead_of(variant: str) -> str:
+    """What to load instead of an IR for ``variant`` that failed verification (every refusal says it)."""
+    return "variant='bf16' or 'fp32'" if variant_kind(variant) == "int8" else "backend='torch'"
+
+
+def _unverified_remedy(variant: str) -> str:
+    return f"load its source checkpoint with {instead_of(variant)} instead, or {RE_EXPORT[variant_kind(variant)]}"
 
 
 def check_integrity(xml_path: Path, root: Path, variant: str, allow_unverified: bool = False) -> dict[str, Any] | None:
@@ -143,7 +146,7 @@ def check_integrity(xml_path: Path, root: Path, variant: str, allow_unverified: 
         if (folder / MANIFEST_NAME).is_file():
             relative = [path.relative_to(folder).as_posix() for path in (xml_path, xml_path.with_suffix(".bin"))]
             manifest = check_manifest(folder, files=relative, allow_unverified=allow_unverified,
-                                      remedy=_unverified_remedy(variant_kind(variant)))
+                                      remedy=_unverified_remedy(variant))
             _warn_bf16(manifest, variant, folder)
             return manifest
     return None

@@ -259,7 +259,7 @@ def export_openvino(
 def export_for_load(request: LoadRequest) -> Path:
     """The openvino backend's IR for ``request`` when its model folder has none: a complete, matching export in
     the cache, else a fresh verified one there; the fp32 IR serves the fp32 and bf16 variants."""
-    from crossenc.backends.openvino_backend import INSTEAD_OF
+    from crossenc.backends.openvino_backend import instead_of
     from crossenc.exporters.locate import ensure_export, export_cache_dir, load_refusal
 
     fields = dict(request.options.get("export") or {})
@@ -268,7 +268,7 @@ def export_for_load(request: LoadRequest) -> Path:
     ensure_export(
         folder, config.to_dict(), lambda: export_openvino(request.source, config, output_dir=folder),
         request.flag("allow_unverified"), f"OpenVINO export ({config.variant})",
-        load_refusal(request, "openvino", INSTEAD_OF["int8" if config.quantize else "fp32"]),
+        load_refusal(request, "openvino", instead_of(request.variant)),
     )
     return folder / IR_NAME
 
