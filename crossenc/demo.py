@@ -75,20 +75,31 @@ def apply_adapter(model, path: Path) -> None:
                     raise ValueError(f"{path}: unexpected tensor {key!r}")
 
 
+def base_classifier(config_dir: Path, base_weights: Path):
+    """A one-label BertForSequenceClassification on ``config_dir``'s config with ``base_weights``' encoder (in
+    float32); its pooler and classifier as initialised, for the adapter or the fine-tune to set.
+
+    Built from its config with every weight loaded here: from_pretrained would report the classifier the
+    base encoder lacks as MISSING ("newly initialized") although the adapter sets it.
+    """
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, BertForSequenceClassification
+
+    model = BertForSequenceClassification(AutoConfig.from_pretrained(config_dir, num_labels=1))
+    encoder = {key: value.float() for key, value in load_file(str(base_weights)).items()
+               if key != "embeddings.position_ids"}  # a buffer transformers no longer saves
+    model.bert.load_state_dict(encoder, strict=True)
+    return model
+
+
 def build_demo_model(target: Path) -> Path:
     """Assemble the BertForSequenceClassification checkpoint in a temp folder, then rename it into place."""
-    from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoTokenizer, BertForSequenceClassification
+    from transformers import AutoTokenizer
 
     source = minilm_dir()
     base = _checked(source / "model.safetensors", BASE_SHA256)
     adapter = _checked(ADAPTER_FILE, ADAPTER_SHA256)
-    # Built from its config with every weight loaded here: from_pretrained would report the classifier
-    # the base encoder lacks as MISSING ("newly initialized") although the adapter sets it just below.
-    model = BertForSequenceClassification(AutoConfig.from_pretrained(source, num_labels=1)).eval()
-    encoder = {key: value for key, value in load_file(str(base)).items()
-               if key != "embeddings.position_ids"}  # a buffer transformers no longer saves
-    model.bert.load_state_dict(encoder, strict=True)
+    model = base_classifier(source, base).eval()
     apply_adapter(model, adapter)
     updates = {
         "sentence_transformers": {"activation_fn": "torch.nn.modules.activation.Sigmoid"},

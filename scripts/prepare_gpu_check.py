@@ -40,17 +40,14 @@ def demo_from_train(work: Path, target: Path) -> Path:
     """The demo reranker from ``work``'s float16 base (scripts/train_demo_reranker.py mine) and the shipped
     adapter, saved with fp16 weights to ``target`` as :func:`write_fp16_copy` saves the demo."""
     import torch
-    from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoTokenizer, BertForSequenceClassification
+    from transformers import AutoTokenizer
 
-    from crossenc.demo import ADAPTER_FILE, ADAPTER_SHA256, apply_adapter
+    from crossenc.demo import ADAPTER_FILE, ADAPTER_SHA256, apply_adapter, base_classifier
     from crossenc.manifest import sha256_file
 
     if sha256_file(ADAPTER_FILE) != ADAPTER_SHA256:
         raise SystemExit(f"{ADAPTER_FILE} does not match crossenc.demo.ADAPTER_SHA256")
-    model = BertForSequenceClassification(AutoConfig.from_pretrained(work, num_labels=1)).eval()
-    base = {key: value.float() for key, value in load_file(str(work / "base-fp16.safetensors")).items()}
-    model.bert.load_state_dict(base, strict=True)
+    model = base_classifier(work, work / "base-fp16.safetensors").eval()
     apply_adapter(model, ADAPTER_FILE)
     updates = {"dtype": "float32", "sentence_transformers": {"activation_fn": "torch.nn.modules.activation.Sigmoid"}}
     write_checkpoint(model.to(torch.float16), AutoTokenizer.from_pretrained(work), target, updates, overwrite=True)

@@ -90,18 +90,15 @@ def mine(args) -> None:
 # --------------------------------------------------------------------------- train (GPU or CPU)
 def build_model(base_dir: Path, seed: int):
     import torch
-    from safetensors.torch import load_file
-    from transformers import AutoConfig, BertForSequenceClassification
 
-    torch.manual_seed(seed)
-    model = BertForSequenceClassification(AutoConfig.from_pretrained(base_dir, num_labels=1))
+    from crossenc.demo import base_classifier
+
+    torch.manual_seed(seed)  # the classifier's initialisation
     base = base_dir / "base-fp16.safetensors"
     if not base.exists():  # on a machine with the package: the float32 original
         from crossenc.demo import minilm_dir
         base = minilm_dir() / "model.safetensors"
-    weights = {k: v.float() for k, v in load_file(str(base)).items() if k != "embeddings.position_ids"}
-    model.bert.load_state_dict(weights, strict=True)
-    return model
+    return base_classifier(base_dir, base)
 
 
 def score_pairs(model, tokenizer, pairs, device, batch_size=512, max_length=256):
