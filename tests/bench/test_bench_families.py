@@ -10,7 +10,6 @@ import pytest
 from tests.families import TrainedVocabulary, _tokenizer
 
 
-
 @pytest.fixture(scope="module")
 def texts():
     from crossenc.workloads import load_workload
@@ -65,7 +64,7 @@ def test_family_summary_picks_the_fastest_row_per_precision():
     assert entry["fastest"]["int8"]["tier"] == "none"
     text = script.markdown({"device": "cpu", "command": "c", "created": "t", "workload": "w", "pairs": 100,
                             "families": [entry]})
-    assert "| bert | 120 | 10.0 | openvino fp32 **2.50x** | openvino bf16 **5.00x** (0.995 / 0.96, int8) |" in text
+    assert "| bert | 120 | 10.0 | openvino fp32 **2.50x** | openvino bf16 **5.00x** (0.995 / 0.960, int8) |" in text
     assert next(line for line in text.splitlines() if line.startswith("| bert | 120")).endswith("| 1.10x |")
     assert "- bert, torch packed: refused: x" in text
     reason = "qwen3: a decoder pools the last real token, not the first"
