@@ -142,7 +142,6 @@ def evaluate(model, tokenizer, device, count: int = 100) -> dict[str, float]:
 
 def extract_adapter(peft_model, scaling_check: float):
     """LoRA factors (float16) and the fully trained head tensors (float32), under the base model's names."""
-    import torch
     from peft.tuners.lora import Linear as LoraLinear
 
     tensors = {}
@@ -166,10 +165,41 @@ def save_adapter(tensors, out: Path, metadata: dict[str, str]) -> None:
     tmp.replace(out)
 
 
+def sample_negatives(group: dict, rng: random.Random, by_section: dict[str, list[int]], num_documents: int,
+                     count: int, random_count: int) -> list[int]:
+    """``count`` negatives: BM25 hard ones, then ``random_count`` random same-section ones, as the
+    random-candidate workload has them (with hard ones alone, unrelated documents are never pushed
+    down: validation MRR there fell 0.93 -> 0.85)."""
+    negatives = rng.sample(group["negatives"], min(count - random_count, len(group["negatives"])))
+    section = by_section[group["section"]]
+    while len(negatives) < count:
+        pick = section[rng.randrange(len(section))] if len(section) > 1 else rng.randrange(num_documents)
+        if pick != group["positive"] and pick not in negatives:
+            negatives.append(pick)
+    return negatives
+
+
+def train_step(logits, optimizer, schedule, params) -> float:
+    """One step of the loss: softmax cross-entropy over each group (positive first) plus binary
+    cross-entropy on every pair, so sigmoid scores stay probabilities."""
+    import torch
+    import torch.nn.functional as F
+
+    labels = torch.zeros_like(logits)
+    labels[:, 0] = 1.0
+    loss = (F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
+            + F.binary_cross_entropy_with_logits(logits, labels))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    schedule.step()
+    return loss.item()
+
+
 def train(args) -> None:
     import numpy as np
     import torch
-    import torch.nn.functional as F
     from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
@@ -219,15 +249,8 @@ def train(args) -> None:
             chosen = [groups[i] for i in order[step * args.queries_per_step:(step + 1) * args.queries_per_step]]
             queries, docs = [], []
             for group in chosen:
-                hard = args.negatives - args.random_negatives
-                negatives = rng.sample(group["negatives"], min(hard, len(group["negatives"])))
-                # random same-section negatives, as the random-candidate workload has: with hard ones
-                # alone, unrelated documents are never pushed down (validation MRR there fell 0.93 -> 0.85)
-                section = by_section[group["section"]]
-                while len(negatives) < args.negatives:
-                    pick = section[rng.randrange(len(section))] if len(section) > 1 else rng.randrange(len(documents))
-                    if pick != group["positive"]:
-                        negatives.append(pick)
+                negatives = sample_negatives(group, rng, by_section, len(documents), args.negatives,
+                                             args.random_negatives)
                 for index in [group["positive"], *negatives]:
                     queries.append(group["query"])
                     docs.append(documents[index])
@@ -235,17 +258,7 @@ def train(args) -> None:
                             return_tensors="pt").to(device)
             with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
                 logits = model(**enc).logits.float().view(len(chosen), group_size)
-            labels = torch.zeros_like(logits)
-            labels[:, 0] = 1.0
-            listwise = F.cross_entropy(logits, torch.zeros(len(chosen), dtype=torch.long, device=device))
-            pointwise = F.binary_cross_entropy_with_logits(logits, labels)
-            loss = listwise + pointwise
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.item())
+            losses.append(train_step(logits, optimizer, schedule, params))
             if step % 200 == 0:
                 print(f"epoch {epoch} step {step}/{steps_per_epoch} loss {np.mean(losses[-200:]):.4f} "
                       f"{time.time() - started:.0f}s", flush=True)
@@ -371,7 +384,6 @@ def refine(args) -> None:
     are stacked onto the shipped ones (same scaling), so the file keeps its format."""
     import numpy as np
     import torch
-    import torch.nn.functional as F
     from peft import LoraConfig, get_peft_model
     from safetensors import safe_open
     from transformers import AutoTokenizer, get_linear_schedule_with_warmup
@@ -406,12 +418,7 @@ def refine(args) -> None:
     pairs, group_rows = [], []
     for g in chosen:
         group = groups[g]
-        negatives = rng.sample(group["negatives"], min(args.negatives - args.random_negatives, len(group["negatives"])))
-        section = by_section[group["section"]]
-        while len(negatives) < args.negatives:
-            pick = section[rng.randrange(len(section))] if len(section) > 1 else rng.randrange(len(documents))
-            if pick != group["positive"] and pick not in negatives:
-                negatives.append(pick)
+        negatives = sample_negatives(group, rng, by_section, len(documents), args.negatives, args.random_negatives)
         group_rows.append(list(range(len(pairs), len(pairs) + 1 + len(negatives))))
         pairs.extend((group["query"], documents[i]) for i in [group["positive"], *negatives])
     train_cache = prefix_states(model, tokenizer, pairs, split, args.max_length)
@@ -474,16 +481,7 @@ def refine(args) -> None:
         for step, step_groups in enumerate(steps):
             rows = [i for g in step_groups for i in group_rows[g]]
             logits = top_logits(inner, *train_cache.batch(rows), split).view(len(step_groups), group_size)
-            labels = torch.zeros_like(logits)
-            labels[:, 0] = 1.0
-            loss = (F.cross_entropy(logits, torch.zeros(len(step_groups), dtype=torch.long))
-                    + F.binary_cross_entropy_with_logits(logits, labels))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.item())
+            losses.append(train_step(logits, optimizer, schedule, params))
             if step % 100 == 0:
                 print(f"epoch {epoch} step {step}/{len(steps)} loss {np.mean(losses[-100:]):.4f} "
                       f"{time.time() - started:.0f}s", flush=True)
