@@ -165,6 +165,16 @@ def save_adapter(tensors, out: Path, metadata: dict[str, str]) -> None:
     tmp.replace(out)
 
 
+def load_groups() -> tuple[list[str], list[dict], dict[str, list[int]]]:
+    """`mine`'s output: the documents, the training groups, and each section's document indices."""
+    with gzip.open(WORK / "groups.json.gz", "rt", encoding="utf-8") as handle:
+        data = json.load(handle)
+    by_section: dict[str, list[int]] = {}
+    for index, section in enumerate(data["sections"]):
+        by_section.setdefault(section, []).append(index)
+    return data["documents"], data["groups"], by_section
+
+
 def sample_negatives(group: dict, rng: random.Random, by_section: dict[str, list[int]], num_documents: int,
                      count: int, random_count: int) -> list[int]:
     """``count`` negatives: BM25 hard ones, then ``random_count`` random same-section ones, as the
@@ -177,6 +187,15 @@ def sample_negatives(group: dict, rng: random.Random, by_section: dict[str, list
         if pick != group["positive"] and pick not in negatives:
             negatives.append(pick)
     return negatives
+
+
+def optimizer_and_schedule(params, lr: float, total_steps: int):
+    """AdamW (weight decay 0.01), 5% linear warm-up, then linear decay to 0."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    return optimizer, get_linear_schedule_with_warmup(optimizer, int(0.05 * total_steps), total_steps)
 
 
 def train_step(logits, optimizer, schedule, params) -> float:
@@ -201,7 +220,7 @@ def train(args) -> None:
     import numpy as np
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoTokenizer
 
     from crossenc.demo import apply_adapter
     from crossenc.workloads import load_debian_bm25
@@ -212,12 +231,7 @@ def train(args) -> None:
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cuda.matmul.allow_tf32 = False  # same numerics on every GPU
-    with gzip.open(WORK / "groups.json.gz", "rt", encoding="utf-8") as handle:
-        data = json.load(handle)
-    documents, groups = data["documents"], data["groups"]
-    by_section: dict[str, list[int]] = {}
-    for index, section in enumerate(data["sections"]):
-        by_section.setdefault(section, []).append(index)
+    documents, groups, by_section = load_groups()
     if args.limit:
         groups = groups[: args.limit]
     tokenizer = AutoTokenizer.from_pretrained(WORK)
@@ -231,9 +245,7 @@ def train(args) -> None:
     params = [p for p in model.parameters() if p.requires_grad]
     print(f"device {device}, trainable {sum(p.numel() for p in params):,} parameters", flush=True)
     steps_per_epoch = math.ceil(len(groups) / args.queries_per_step)
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
-    schedule = get_linear_schedule_with_warmup(optimizer, int(0.05 * steps_per_epoch * args.epochs),
-                                               steps_per_epoch * args.epochs)
+    optimizer, schedule = optimizer_and_schedule(params, args.lr, steps_per_epoch * args.epochs)
     rng = random.Random(args.seed)
     log = {"epochs": []}
     out = Path(args.out)
@@ -386,7 +398,7 @@ def refine(args) -> None:
     import torch
     from peft import LoraConfig, get_peft_model
     from safetensors import safe_open
-    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoTokenizer
 
     from crossenc.bench.measure import relevance_metrics
     from crossenc.demo import ADAPTER_FILE, apply_adapter
@@ -396,12 +408,7 @@ def refine(args) -> None:
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
-    with gzip.open(WORK / "groups.json.gz", "rt", encoding="utf-8") as handle:
-        data = json.load(handle)
-    documents, groups = data["documents"], data["groups"]
-    by_section: dict[str, list[int]] = {}
-    for index, section in enumerate(data["sections"]):
-        by_section.setdefault(section, []).append(index)
+    documents, groups, by_section = load_groups()
     source = Path(args.adapter or ADAPTER_FILE)
     with safe_open(str(source), "pt") as handle:
         shipped = {key: handle.get_tensor(key) for key in handle.keys()}
@@ -455,10 +462,8 @@ def refine(args) -> None:
         inner.get_parameter(key).requires_grad_(True)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     print(f"trainable {sum(p.numel() for p in params):,} parameters in layers {split}+ and the head", flush=True)
-    steps_per_epoch = math.ceil(len(group_rows) / args.queries_per_step)
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
-    schedule = get_linear_schedule_with_warmup(optimizer, int(0.05 * steps_per_epoch * args.epochs),
-                                               steps_per_epoch * args.epochs)
+    optimizer, schedule = optimizer_and_schedule(params, args.lr,
+                                                 math.ceil(len(group_rows) / args.queries_per_step) * args.epochs)
     group_size = 1 + args.negatives
     out = Path(args.out)
     metadata = {**shipped_meta, "refined": " ".join(sys.argv[1:]), "refined_from": hashlib_sha256(source)}
