@@ -402,6 +402,7 @@ def refine(args) -> None:
 
     from crossenc.bench.measure import relevance_metrics
     from crossenc.demo import ADAPTER_FILE, apply_adapter
+    from crossenc.manifest import sha256_file
     from crossenc.workloads import load_debian, load_debian_bm25
 
     started = time.time()
@@ -466,7 +467,7 @@ def refine(args) -> None:
                                                  math.ceil(len(group_rows) / args.queries_per_step) * args.epochs)
     group_size = 1 + args.negatives
     out = Path(args.out)
-    metadata = {**shipped_meta, "refined": " ".join(sys.argv[1:]), "refined_from": hashlib_sha256(source)}
+    metadata = {**shipped_meta, "refined": " ".join(sys.argv[1:]), "refined_from": sha256_file(source)}
 
     def stacked() -> dict:
         return stack_adapter(shipped, extract_adapter(peft_model, scaling), head)
@@ -513,12 +514,6 @@ def refine(args) -> None:
     print(json.dumps(log, indent=1))
     if args.log:
         Path(args.log).write_text(json.dumps(log, indent=1) + "\n")
-
-
-def hashlib_sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def main(argv: list[str] | None = None) -> int:
