@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from crossenc.bench.harness import REFERENCE_LABEL, BenchConfig, BenchRow, run_bench  # noqa: E402
-from crossenc.bench.results import accuracy_tier, results_dir  # noqa: E402
+from crossenc.bench.results import TIER_NAMES, TIER_ORDER, accuracy_tier, results_dir  # noqa: E402
 from crossenc.logs import QUIET, VERBOSE, cli_logging  # noqa: E402
 from crossenc.paths import atomic_write, cache_dir  # noqa: E402
 from crossenc.workloads import load_workload  # noqa: E402
@@ -138,7 +138,7 @@ def markdown(payload: dict[str, Any]) -> str:
         "(6 layers, hidden 384, 12 heads) with a 30,522-token vocabulary of each family's kind trained on "
         "the Debian training file. Ratios are to sentence-transformers torch fp32 measured in the same "
         "process for the same checkpoint. Agreement (Spearman / top-10 per query) and tier are against torch "
-        "eager fp32 (exact: max abs <= 1e-3 and near's ranking; near: 0.999 / 0.99; int8: 0.99 / 0.95). Random weights leave "
+        f"eager fp32 ({'; '.join(TIER_NAMES[name] for name in TIER_ORDER)}). Random weights leave "
         "many near-ties among a query's scores, so bf16 and int8 reorder more here than on a trained "
         "reranker (the demo's tiers: bench.md); read those columns as speed, their tiers as a lower bound. "
         "First-token gain: torch sdpa with the last layer run for the first token only, over the same variant "
