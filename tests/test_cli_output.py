@@ -18,6 +18,9 @@ from crossenc.logs import cli_logging
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK_RESULT = REPO / "results" / "cpu-amd-epyc-2c" / "bench-quick.json"
+# all 100 held-out queries: its tiers do not flip between runs as 3 queries' can (bench-quick's onnx int8
+# met near on 3 queries, int8 on 100)
+FULL_RESULT = REPO / "results" / "cpu-amd-epyc-2c" / "bench.json"
 # What a first `make bench` printed before: NNCF INFO, torchao's failed .so loads, torch's _pytree deprecation,
 # the demo's load report, transformers' progress bars.
 NOISE = ("INFO:nncf", "Failed to load", "_pytree", "LOAD REPORT", "MISSING", "Loading weights", "Writing model shards",
@@ -135,7 +138,10 @@ def test_terminal_table_fits_80_columns():
                     f"{quality['spearman']:.4f}", f"{quality['top10_agreement']:.3f}",
                     f"{quality['mrr_at_10']:.3f}" if result["workload"]["queries"] >= MIN_QUERIES_FOR_MRR else "-"]
         meets_int8 = quality["spearman"] >= 0.99 and quality["top10_agreement"] >= 0.95
-        assert cells[label] == expected + ["int8" if meets_int8 else "none"], label
+        meets_near = quality["spearman"] >= 0.999 and quality["top10_agreement"] >= 0.99
+        assert quality["max_abs_error"] > 1e-3  # int8 logits move: never the exact tier
+        tier = "near" if meets_near else "int8" if meets_int8 else "none"
+        assert cells[label] == expected + [tier], label
     assert "failed: RuntimeError: xxx" in table
 
 
@@ -202,7 +208,7 @@ def test_cached_run_estimate_from_an_earlier_result():
 
 
 def test_accuracy_tiers_follow_autotune():
-    rows = {row["label"]: row for row in _quick_result()["rows"]}
+    rows = {row["label"]: row for row in load_result(FULL_RESULT)["rows"]}
     assert accuracy_tier(rows["onnx plain"]["quality"]) == "exact"
     assert accuracy_tier(rows["onnx int8"]["quality"]) == "int8"
     assert accuracy_tier(rows["torch int8"]["quality"]) == "none"
