@@ -85,7 +85,9 @@ def _ensure_export(
     manifest = matching_manifest(folder, config)
     failed = failed_path(folder)
     if manifest is None and matching_manifest(failed, config) is None:
-        logger.info("building the %s in %s ...", label, folder, extra={"crossenc_transient": True})
+        # the folder only at -vv: the cache path alone would overrun an 80-column line (README names it)
+        logger.info("building the %s ...", label, extra={"crossenc_transient": True})
+        logger.debug("%s folder: %s", label, folder)
         started = time.perf_counter()
         try:
             export()
