@@ -218,6 +218,34 @@ def test_accuracy_tiers_follow_autotune():
     assert accuracy_tier({"max_abs_error": 9.7e-4, "spearman": 0.9995, "top10_agreement": 0.99}) == "exact"
 
 
+def test_export_progress_fits_80_columns_off_a_terminal(tiny_model, tmp_path, monkeypatch, capsys):
+    """A log file or CI (no terminal) gets the export lines whole; the cache path made them ~140 columns."""
+    from crossenc import CrossEncoder
+
+    cache = tmp_path / ("a-deep-cache-folder-" * 4) / "cache"
+    monkeypatch.setenv("CROSSENC_CACHE", str(cache))
+    with cli_logging(0):
+        CrossEncoder(str(tiny_model), backend="onnx", variant="plain", device="cpu")
+    err = capsys.readouterr().err
+    assert "building the" in err and "verified" in err, err
+    assert max(len(line) for line in err.splitlines()) <= 80 and str(cache) not in err, err
+
+
+def test_tier_names_state_the_bounds_autotune_uses(monkeypatch):
+    from crossenc.bench import results
+    from crossenc.quality import TIERS, Tolerance
+
+    assert results.TIER_ORDER == tuple(TIERS)
+    assert results.TIER_NAMES["near"] == "near: Spearman >= 0.999, top-10 >= 0.99"
+    assert results.TIER_NAMES["exact"] == "exact: max abs error <= 1e-3, ranking as near"
+    # a changed bound changes the words (they were a hand-kept copy once)
+    monkeypatch.setitem(TIERS, "int8", Tolerance(spearman=0.98, top_k_agreement=0.9))
+    monkeypatch.setitem(TIERS, "exact", Tolerance(max_abs=1e-4, spearman=0.9999, top_k_agreement=1.0))
+    names = results._tier_names()
+    assert names["int8"] == "int8: Spearman >= 0.98, top-10 >= 0.9"
+    assert names["exact"] == "exact: max abs error <= 1e-4, Spearman >= 0.9999, top-10 >= 1"
+
+
 @pytest.mark.parametrize("reference", [True, False])
 def test_plot_writes_a_png(tmp_path, reference):
     pytest.importorskip("matplotlib")

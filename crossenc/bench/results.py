@@ -8,6 +8,7 @@ from typing import Any
 
 from crossenc.hardware import device_slug
 from crossenc.paths import atomic_write
+from crossenc.quality import TIERS, Agreement
 
 RESULTS_ROOT = Path("results")
 
@@ -81,18 +82,36 @@ def markdown_table(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-TIER_ORDER = ("exact", "near", "int8")  # crossenc.quality.TIERS, tightest first
 OUTSIDE_TIERS = "none"
 TIER_COLOURS = {"exact": "#1b7837", "near": "#5aae61", "int8": "#e08214", OUTSIDE_TIERS: "#b2182b"}
 REFERENCE_COLOUR = "#8c8c8c"
-TIER_NAMES = {"exact": "exact: max abs error <= 1e-3, ranking as near", "near": "near: Spearman >= 0.999, top-10 >= 0.99",
-              "int8": "int8: Spearman >= 0.99, top-10 >= 0.95", OUTSIDE_TIERS: "none: below int8"}
+
+
+def _tier_names() -> dict[str, str]:
+    """Each tier's bounds in words, read from crossenc.quality.TIERS (so no copy of them drifts); a
+    tier whose ranking bounds equal a looser tier's says "ranking as <that tier>"."""
+    names = {}
+    for name, tolerance in TIERS.items():
+        ranking = [f"Spearman >= {tolerance.spearman:g}"] if tolerance.spearman is not None else []
+        if tolerance.top_k_agreement is not None:
+            ranking.append(f"top-{tolerance.k} >= {tolerance.top_k_agreement:g}")
+        same = next((other for other, looser in TIERS.items() if other != name and looser.max_abs is None
+                     and (looser.spearman, looser.top_k_agreement, looser.k)
+                     == (tolerance.spearman, tolerance.top_k_agreement, tolerance.k)), None)
+        if tolerance.max_abs is not None and same:
+            ranking = [f"ranking as {same}"]
+        bounds = [f"max abs error <= {tolerance.max_abs:.0e}".replace("e-0", "e-")] if tolerance.max_abs else []
+        names[name] = f"{name}: " + ", ".join(bounds + ranking)
+    names[OUTSIDE_TIERS] = f"{OUTSIDE_TIERS}: below {list(TIERS)[-1]}"
+    return names
+
+
+TIER_NAMES = _tier_names()
+TIER_ORDER = tuple(name for name in TIER_NAMES if name != OUTSIDE_TIERS)  # crossenc.quality.TIERS, tightest first
 
 
 def accuracy_tier(quality: dict[str, float] | None) -> str:
     """The tightest autotune accuracy tier these quality numbers meet, else OUTSIDE_TIERS."""
-    from crossenc.quality import TIERS, Agreement
-
     if not quality:
         return OUTSIDE_TIERS
     agreement = Agreement.from_bench_quality(quality)
