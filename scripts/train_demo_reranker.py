@@ -467,7 +467,11 @@ def refine(args) -> None:
                                                  math.ceil(len(group_rows) / args.queries_per_step) * args.epochs)
     group_size = 1 + args.negatives
     out = Path(args.out)
-    metadata = {**shipped_meta, "refined": " ".join(sys.argv[1:]), "refined_from": sha256_file(source)}
+    # a second round keeps the first's command and source: each round's entries, ' | '-separated
+    def chained(key: str, entry: str) -> str:
+        return " | ".join([shipped_meta[key], entry] if key in shipped_meta else [entry])
+    metadata = {**shipped_meta, "refined": chained("refined", " ".join(sys.argv[1:])),
+                "refined_from": chained("refined_from", sha256_file(source))}
 
     def stacked() -> dict:
         return stack_adapter(shipped, extract_adapter(peft_model, scaling), head)
