@@ -87,6 +87,14 @@ TIER_COLOURS = {"exact": "#1b7837", "near": "#5aae61", "int8": "#e08214", OUTSID
 REFERENCE_COLOUR = "#8c8c8c"
 
 
+def _short_float(value: float) -> str:
+    """1e-3 as "1e-3" (not "0.001" or "1e-03"), 1.5e-3 as "1.5e-3", 0.5 as "0.5"."""
+    if value == 0 or abs(value) >= 0.01:
+        return f"{value:g}"
+    mantissa, exponent = f"{value:e}".split("e")
+    return f"{float(mantissa):g}e{int(exponent)}"
+
+
 def _tier_names() -> dict[str, str]:
     """Each tier's bounds in words, read from crossenc.quality.TIERS (so no copy of them drifts); a
     tier whose ranking bounds equal a looser tier's says "ranking as <that tier>"."""
@@ -100,7 +108,7 @@ def _tier_names() -> dict[str, str]:
                      == (tolerance.spearman, tolerance.top_k_agreement, tolerance.k)), None)
         if tolerance.max_abs is not None and same:
             ranking = [f"ranking as {same}"]
-        bounds = [f"max abs error <= {tolerance.max_abs:.0e}".replace("e-0", "e-")] if tolerance.max_abs else []
+        bounds = [f"max abs error <= {_short_float(tolerance.max_abs)}"] if tolerance.max_abs is not None else []
         names[name] = f"{name}: " + ", ".join(bounds + ranking)
     names[OUTSIDE_TIERS] = f"{OUTSIDE_TIERS}: below {list(TIERS)[-1]}"
     return names
