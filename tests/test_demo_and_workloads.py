@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from crossenc.bench.measure import first_stage_quality, query_groups, relevance_metrics
 from crossenc.bench.results import markdown_table, terminal_table
@@ -165,6 +165,22 @@ def test_refine_trains_on_cached_lower_layer_states_that_reproduce_the_full_forw
         cached = top_logits(model, *cache.batch([8, 0, 5]), split=1)
     assert cache.lengths == enc["attention_mask"].sum(1).tolist()
     torch.testing.assert_close(cached, full[[8, 0, 5]], atol=1e-5, rtol=0)
+
+
+def test_training_builds_on_the_float32_original_though_the_float16_copy_for_the_gpu_is_there(tmp_path):
+    """The adapter ships merged into the float32 base, so training and its merge check run on that base; the
+    float16 copy `mine` writes is only for a machine without the demo extra (it once won on the CPU too)."""
+    from crossenc.demo import minilm_dir
+    from scripts.train_demo_reranker import build_model
+
+    original = load_file(str(minilm_dir() / "model.safetensors"))
+    shutil.copy(minilm_dir() / "config.json", tmp_path / "config.json")
+    save_file({key: value.half() for key, value in original.items() if key != "embeddings.position_ids"},
+              str(tmp_path / "base-fp16.safetensors"))
+    weight = "encoder.layer.3.intermediate.dense.weight"
+    built = build_model(tmp_path, seed=0).bert.get_parameter(weight)
+    assert not torch.equal(original[weight].half().float(), original[weight])  # the two bases differ here
+    assert torch.equal(built, original[weight])
 
 
 def test_refined_factors_stacked_onto_the_shipped_ones_merge_as_both_adapters(bert_pair, tmp_path):
