@@ -1,8 +1,8 @@
-"""MRR@10 / nDCG@10 of the demo reranker on the held-out Debian queries 300-399 (never trained on),
-on both workloads: BM25 top-100 candidates (with BM25's own ranking as the baseline) and random
-same-section candidates.
+"""MRR@10 / nDCG@10 of the demo reranker on the held-out Debian queries 300-399 (never trained on;
+``--start 200`` gives the validation queries instead), on both workloads: BM25 top-100 candidates
+(with BM25's own ranking as the baseline) and random same-section candidates.
 
-Run: python scripts/demo_mrr.py [--queries 100] [--variant sdpa] [--out results/<slug>/demo-mrr.json]
+Run: python scripts/demo_mrr.py [--start 300] [--queries 100] [--variant sdpa] [--out results/<slug>/demo-mrr.json]
 """
 
 from __future__ import annotations
@@ -24,14 +24,15 @@ from crossenc.workloads import EVAL_START, load_debian, load_debian_bm25
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--start", type=int, default=EVAL_START, help="first query (200: validation)")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--variant", default="sdpa")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
     args = parser.parse_args()
     encoder = CrossEncoder(str(demo_model_path()), variant=args.variant)
-    record = {"variant": args.variant, "model": demo_model_path().name, "workloads": {}}
+    record = {"variant": args.variant, "start": args.start, "model": demo_model_path().name, "workloads": {}}
     for workload in (load_debian_bm25(), load_debian()):
-        workload = workload.subset(EVAL_START, args.queries)
+        workload = workload.subset(args.start, args.queries)
         started = time.perf_counter()
         scores = encoder.predict_logits(workload.pairs(), batch_size=32)[:, 0]
         mrr, ndcg = relevance_metrics(np.asarray(scores), workload)
