@@ -11,8 +11,9 @@
 #   gpu/      gpu_check's from-text rows (issue 19: packed fp16 >= 100,000 pairs/s from text)
 #   r3e1.*    fine-tune with 3 random negatives, 1 epoch; r2e2.*: 2 random negatives, 2 epochs (issue 15)
 # Judge the fine-tunes by the validation lines in their logs (queries 200-299; to beat: the shipped
-# demo's 0.783 on BM25 candidates and 0.940 on random ones, stage 1 + CPU refine; docs/demo-reranker.md);
-# queries 300-399 are measured only here, after shipping.
+# demo's 0.783 on BM25 candidates and 0.940 on random ones, stage 1 + CPU refine, both on the float16
+# base these runs train on; 0.777 / 0.939 merged into the float32 original; docs/demo-reranker.md);
+# queries 300-399 are measured only after shipping, with scripts/demo_mrr.py on the float32 merge.
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=true HF_HUB_OFFLINE=1
 OUT=${OUT:?the device tool sets OUT}
