@@ -39,7 +39,7 @@ import numpy as np
 from crossenc.backends import LoadRequest, check_request_options
 from crossenc.errors import ArtifactIntegrityError, UnverifiedArtifactWarning
 from crossenc.manifest import MANIFEST_NAME, check_manifest
-from crossenc.hardware import has_cpu_bf16
+from crossenc.hardware import cpu_flags, has_cpu_bf16, physical_cores
 from crossenc.optional import require
 from crossenc.predictor import PredictorInfo, TokenBatch
 
@@ -241,7 +241,20 @@ def compile_config(request: LoadRequest, variant: str, ov_device: str) -> dict[s
     ov_config = request.options.get("ov_config") or {}
     if not isinstance(ov_config, dict):
         raise ValueError(f"ov_config must be a dict of OpenVINO properties, got {type(ov_config).__name__}")
+    if (ov_device == "CPU" and precision != "f32" and _amx_decoder(request.config)
+            and not {"NUM_STREAMS", "INFERENCE_NUM_THREADS"} & set(map(str, ov_config))):
+        # one thread per stream kills the process with SIGFPE in compile_model (docs/openvino-amx-decoders.md)
+        if physical_cores() >= 2:
+            config["NUM_STREAMS"] = str(physical_cores() // 2)
+        else:  # no stream can have two threads
+            config["INFERENCE_PRECISION_HINT"] = "f32"
     return {**config, **{str(key): str(value) for key, value in ov_config.items()}}  # the user's properties win
+
+
+def _amx_decoder(config: Any) -> bool:
+    """A Llama-style decoder (grouped key/value heads: Qwen3, Qwen2, Llama, Mistral, ...) on a CPU with AMX,
+    where OpenVINO 2026.4's bf16 kernels for it divide by zero when a stream has a single thread."""
+    return hasattr(config, "num_key_value_heads") and "amx_bf16" in cpu_flags()
 
 
 # --------------------------------------------------------------------------- the predictor

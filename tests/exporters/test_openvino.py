@@ -331,3 +331,28 @@ def test_missing_openvino_names_the_extra(fp32_export, monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)
     with pytest.raises(ImportError, match=r"crossenc\[openvino\]"):
         load(request)
+
+
+def test_decoders_on_an_amx_cpu_get_two_threads_a_stream(monkeypatch):
+    """OpenVINO 2026.4 compiles a Qwen3 (Llama-style) graph for bf16 on an AMX CPU with SIGFPE, killing the process,
+    when a stream has one thread (THROUGHPUT on 2 cores: 2 streams of 1); docs/openvino-amx-decoders.md."""
+    from types import SimpleNamespace
+
+    from crossenc.backends import openvino_backend
+
+    monkeypatch.setattr(openvino_backend, "has_cpu_bf16", lambda: True)
+    monkeypatch.setattr(openvino_backend, "cpu_flags", lambda: frozenset({"avx512_bf16", "amx_bf16", "amx_int8"}))
+    monkeypatch.setattr(openvino_backend, "physical_cores", lambda: 8)
+    decoder, encoder = SimpleNamespace(num_key_value_heads=2), SimpleNamespace(num_attention_heads=2)
+
+    def config(model_config, variant="bf16", **options):
+        return openvino_backend.compile_config(SimpleNamespace(config=model_config, options=options), variant, "CPU")
+
+    assert config(decoder)["NUM_STREAMS"] == "4" and config(decoder, "int8")["NUM_STREAMS"] == "4"
+    assert "NUM_STREAMS" not in config(encoder)  # encoders keep OpenVINO's own stream count
+    assert "NUM_STREAMS" not in config(decoder, "fp32")  # f32 kernels are not affected
+    assert config(decoder, ov_config={"NUM_STREAMS": 8})["NUM_STREAMS"] == "8"  # the user's setting wins
+    monkeypatch.setattr(openvino_backend, "physical_cores", lambda: 1)
+    assert config(decoder)["INFERENCE_PRECISION_HINT"] == "f32" and "NUM_STREAMS" not in config(decoder)
+    monkeypatch.setattr(openvino_backend, "cpu_flags", lambda: frozenset({"avx512_bf16"}))  # Zen 4: no AMX
+    assert "NUM_STREAMS" not in config(decoder) and config(decoder)["INFERENCE_PRECISION_HINT"] == "bf16"
