@@ -51,6 +51,17 @@ def test_int8_close_to_eager(tiny_model, pairs, eager_logits):
     assert np.corrcoef(logits, eager_logits)[0, 1] > 0.98
 
 
+def test_int8_scores_a_lone_pair_as_in_a_batch(tiny_model, pairs, eager_logits):
+    """torch 2.13's inductor gave a one-pair int8 batch random logits (NaN with AVX2 code), so predict([pair])
+    and the last one-row batch of a call were wrong; such batches now run with the row repeated."""
+    pytest.importorskip("torchao")
+    encoder = CrossEncoder(str(tiny_model), variant="int8")
+    batched = encoder.predict(pairs[:8], activation_fn=IDENTITY)
+    alone = [float(encoder.predict([pair], activation_fn=IDENTITY)[0]) for pair in pairs[:8] for _ in range(2)]
+    np.testing.assert_allclose(alone, np.repeat(batched, 2), atol=0.03, rtol=0)  # int8 rounding moves with shape
+    np.testing.assert_allclose(alone, np.repeat(eager_logits[:8], 2), atol=0.15, rtol=0)
+
+
 def test_fp16_refused_on_cpu(tiny_model):
     with pytest.raises(ValueError, match="CUDA"):
         CrossEncoder(str(tiny_model), variant="fp16", device="cpu")

@@ -41,8 +41,10 @@ class TorchPredictor(InFlightPredictions):
         in_flight: int = 1,
         hf_model: torch.nn.Module | None = None,
         pin_inputs: bool = False,
+        min_rows: int = 1,
     ) -> None:
         self.module = module
+        self.min_rows = min_rows  # smaller batches run with their first row repeated
         self.hf_model = hf_model  # the Hugging Face model whose weights ``module`` runs
         self.pin_inputs = pin_inputs
         self.info = info
@@ -65,9 +67,13 @@ class TorchPredictor(InFlightPredictions):
         return inputs
 
     def _launch(self, batch: TokenBatch) -> torch.Tensor:
+        rows = batch.batch_size
+        if rows < self.min_rows:
+            batch = _repeat_first_row(batch, self.min_rows - rows)
         with self._autocast():
             output = self.module(**self._inputs(batch))
-        return output["logits"] if isinstance(output, dict) else output.logits
+        logits = output["logits"] if isinstance(output, dict) else output.logits
+        return logits[:rows]
 
     @torch.inference_mode()
     def predict_logits(self, batch: TokenBatch) -> np.ndarray:
@@ -86,6 +92,13 @@ class TorchPredictor(InFlightPredictions):
         self.device = torch.device(device)
         self.info = dataclasses.replace(self.info, device=device)
         return self
+
+
+def _repeat_first_row(batch: TokenBatch, extra: int) -> TokenBatch:
+    def grow(array: np.ndarray | None) -> np.ndarray | None:
+        return None if array is None else np.concatenate([array, np.repeat(array[:1], extra, axis=0)])
+
+    return TokenBatch(grow(batch.input_ids), grow(batch.attention_mask), grow(batch.token_type_ids), grow(batch.lengths))
 
 
 def _compile_buckets(max_length: int) -> tuple[int, ...]:
@@ -168,8 +181,11 @@ def load_padded(request: LoadRequest) -> TorchPredictor:
         thread_safe=variant not in ("compile", "int8"),
         details=details,
     )
+    # torch 2.13's inductor computes int8 batches of one pair wrongly (random values, NaN with AVX2 code):
+    # its batch-1 specialization of a one-row int8 matmul (the first-token layer). Two rows are right.
     predictor = TorchPredictor(
-        module, info, autocast_dtype=autocast_dtype, in_flight=in_flight, hf_model=model, pin_inputs=pin_inputs
+        module, info, autocast_dtype=autocast_dtype, in_flight=in_flight, hf_model=model, pin_inputs=pin_inputs,
+        min_rows=2 if variant == "int8" else 1,
     )
     if bucket_lengths:
         _warm_up(predictor, bucket_lengths)
