@@ -110,6 +110,8 @@ def _warm_up(predictor: TorchPredictor, bucket_lengths: tuple[int, ...]) -> None
     """Compile once for batch 1 and batch > 1 so later batches replay, never recompile."""
     vocab_safe_id = 1
     for rows in (2, 1):
+        if rows < predictor.min_rows:  # it would run as the 2-row batch again
+            continue
         length = bucket_lengths[0]
         ids = np.full((rows, length), vocab_safe_id, dtype=np.int64)
         mask = np.ones_like(ids)
