@@ -244,8 +244,9 @@ def compile_config(request: LoadRequest, variant: str, ov_device: str) -> dict[s
     if (ov_device == "CPU" and precision != "f32" and _amx_decoder(request.config)
             and not {"NUM_STREAMS", "INFERENCE_NUM_THREADS"} & set(map(str, ov_config))):
         # one thread per stream kills the process with SIGFPE in compile_model (docs/openvino-amx-decoders.md)
-        if physical_cores() >= 2:
-            config["NUM_STREAMS"] = str(physical_cores() // 2)
+        cores = physical_cores()
+        if cores >= 2:
+            config["NUM_STREAMS"] = str(cores // 2)
         else:  # no stream can have two threads
             config["INFERENCE_PRECISION_HINT"] = "f32"
     return {**config, **{str(key): str(value) for key, value in ov_config.items()}}  # the user's properties win
